@@ -1,0 +1,58 @@
+# framesync: `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+export CGO_ENABLED := 1
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PYTHON := /usr/bin/python3
+FUZZTIME ?= 30s
+BIN := bin/framesync
+APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy
+
+.PHONY: help deps build run test check vet staticcheck bench fuzz fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install what the tests need (Debian packages, Go modules)
+	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy' 2>/dev/null; then \
+		echo "installing $(APT_PACKAGES)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+	$(GO) mod download
+
+build: ## build bin/framesync
+	$(GO) build -o $(BIN) ./cmd/framesync
+
+run: build ## start a hub with embedded defaults on 127.0.0.1:5000
+	./$(BIN) hub
+
+test: deps ## run all tests with the race detector
+	FRAMESYNC_REQUIRE_PYTHON=1 $(GO) test -race -count=1 ./...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+staticcheck: ## staticcheck
+	$(GO) run $(STATICCHECK) ./...
+
+check: vet staticcheck test ## vet, staticcheck and tests
+
+bench: ## run the benchmarks (frame codec, blob store, room documents)
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./...
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+fmt: ## gofmt the sources
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove build output
+	rm -rf bin
