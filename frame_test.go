@@ -133,7 +133,9 @@ func TestValidate(t *testing.T) {
 		msg    string
 	}{
 		{"valid", func(f *Frame) {}, "", ""},
-		{"nan allowed", func(f *Frame) { f.Positions = Float64Array([]float64{math.NaN(), 0, 0, 0, 0, 0, 0, 0, math.Inf(1)}, 3, 3) }, "", ""},
+		{"nan allowed", func(f *Frame) {
+			f.Positions = Float64Array([]float64{math.NaN(), 0, 0, 0, 0, 0, 0, 0, math.Inf(1)}, 3, 3)
+		}, "", ""},
 		{"missing numbers", func(f *Frame) { f.Numbers = nil }, "numbers", "missing"},
 		{"missing positions", func(f *Frame) { f.Positions = nil }, "positions", "missing"},
 		{"positions shape", func(f *Frame) { f.Positions = Float64Array(make([]float64, 9), 9) }, "positions", "want [N 3]"},

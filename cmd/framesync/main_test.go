@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"framesync"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestFrameShow(t *testing.T) {
+	golden := filepath.Join("..", "..", "testdata", "frame-small.msgpack")
+	code, out, errs := runCLI(t, "frame", "show", golden)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	b, _ := os.ReadFile(golden)
+	f, err := framesync.DecodeFrame(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, _ := f.Split()
+	for _, want := range []string{"positions", "<f8", "[3 3]", "info.name", `"water"`, "atoms: 3", m.Hash().String(), m["positions"].String()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI(t, "frame", "show", "--data", "info", golden)
+	if code != 0 || strings.Contains(out, "positions") || !strings.Contains(out, "info.step") {
+		t.Fatalf("--data info: exit %d\n%s", code, out)
+	}
+
+	// A truncated file: exit 1 with a message naming the problem.
+	bad := filepath.Join(t.TempDir(), "bad.msgpack")
+	os.WriteFile(bad, b[:len(b)-10], 0o644)
+	code, _, errs = runCLI(t, "frame", "show", bad)
+	if code != 1 || !strings.Contains(errs, "truncated") {
+		t.Fatalf("truncated frame: exit %d, stderr %q", code, errs)
+	}
+	// Usage errors exit 2.
+	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"frame", "show", "--data", "a,,b", golden}} {
+		if code, _, errs := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		}
+	}
+}
+
+func TestHubHealth(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		cfg := hubConfig{Addr: "127.0.0.1:0", Data: dir, MaxUploadMB: 1}
+		done <- runHub(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrc <- a })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("hub stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("hub did not start")
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
+		t.Fatalf("healthz: %d %q", resp.StatusCode, body)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs")); err != nil {
+		t.Fatalf("blob store not created under the data directory: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("hub shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hub did not stop")
+	}
+}
