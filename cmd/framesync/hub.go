@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"framesync/blobstore"
+	"framesync/relay"
 
 	"github.com/spf13/cobra"
 )
@@ -24,6 +27,8 @@ type hubConfig struct {
 	RedisURL    string
 	Blobs       string
 	MaxUploadMB int64
+	LogLevel    string
+	LogFormat   string
 }
 
 func newHubCmd() *cobra.Command {
@@ -31,31 +36,60 @@ func newHubCmd() *cobra.Command {
 	maxUpload, _ := strconv.ParseInt(envOr("FRAMESYNC_MAX_UPLOAD_MB", "500"), 10, 64)
 	c := &cobra.Command{
 		Use:   "hub",
-		Short: "Run a hub (foundation build: health endpoints only)",
+		Short: "Run a hub: rooms, frames over HTTP, the WebSocket control channel, locks",
 		Long: `Run a framesync hub.
 
-This build contains the foundation only (frame model, blob store, room
-documents): the hub opens its data directory and serves GET /healthz and
-GET /readyz. Rooms, the data and control channels and locks are not
-implemented yet.`,
+The hub keeps each room's trajectory and shared state as Automerge documents
+in its data directory, stores frame data as content-addressed blobs, serves
+the HTTP data channel under /api and the WebSocket control channel at
+/api/ws, and checks every frame commit against its lock's fencing token and
+base version. GET /healthz, /readyz and /metrics (Prometheus) are served too.
+
+With no --redis-url the hub runs with embedded defaults: everything lives in
+this process and the data directory. SIGINT or SIGTERM shut it down
+gracefully (connections closed, documents saved).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.RedisURL != "" {
 				return usageError{errors.New("--redis-url: the Redis backend is not implemented yet; run without it for embedded defaults")}
 			}
+			if strings.HasPrefix(cfg.Blobs, "s3://") {
+				return usageError{errors.New("--blobs: the S3 blob store is not implemented yet; give a directory or leave it empty")}
+			}
 			if cfg.MaxUploadMB <= 0 {
 				return usageError{fmt.Errorf("--max-upload-mb must be positive, got %d", cfg.MaxUploadMB)}
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			log, err := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
+			if err != nil {
+				return usageError{err}
+			}
 			return runHub(cmd.Context(), cfg, log, nil)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&cfg.Addr, "addr", envOr("FRAMESYNC_ADDR", "127.0.0.1:5000"), "listen address (env FRAMESYNC_ADDR)")
-	f.StringVar(&cfg.Data, "data", envOr("FRAMESYNC_DATA", "./framesync-data"), "data directory (env FRAMESYNC_DATA)")
-	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis URL; empty = embedded (env FRAMESYNC_REDIS_URL)")
+	f.StringVar(&cfg.Data, "data", envOr("FRAMESYNC_DATA", "./framesync-data"), "data directory: room documents, hub identity, fencing tokens (env FRAMESYNC_DATA)")
+	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis URL for many hubs; empty = embedded (env FRAMESYNC_REDIS_URL; not implemented yet)")
 	f.StringVar(&cfg.Blobs, "blobs", envOr("FRAMESYNC_BLOBS", ""), "blob store directory; empty = <data>/blobs (env FRAMESYNC_BLOBS)")
-	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "upload size limit in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
+	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
+	f.StringVar(&cfg.LogLevel, "log-level", envOr("FRAMESYNC_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FRAMESYNC_LOG_LEVEL)")
+	f.StringVar(&cfg.LogFormat, "log-format", envOr("FRAMESYNC_LOG_FORMAT", "text"), "log format: text or json (env FRAMESYNC_LOG_FORMAT)")
 	return c
+}
+
+// newLogger returns a structured logger writing to w.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
 }
 
 // runHub serves until ctx is done. ready, if not nil, is called with the
@@ -67,30 +101,47 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if _, err := blobstore.OpenDir(cfg.Blobs); err != nil {
+	blobs, err := blobstore.OpenDir(cfg.Blobs)
+	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
-	ln, err := net.Listen("tcp", cfg.Addr)
+	hub, err := relay.New(relay.Options{
+		Dir:       cfg.Data,
+		Blobs:     blobs,
+		MaxUpload: cfg.MaxUploadMB << 20,
+		Logger:    log,
+	})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("framesync hub listening (foundation build: health endpoints only)", "addr", "http://"+ln.Addr().String(), "data", cfg.Data, "blobs", cfg.Blobs)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		hub.Close()
+		return err
+	}
+	srv := &http.Server{Handler: hub.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("framesync hub listening", "url", "http://"+ln.Addr().String(), "data", cfg.Data, "blobs", cfg.Blobs, "hub", hub.ID())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Close the hub first: it closes the WebSocket connections, which
+	// http.Server.Shutdown does not track.
+	closeErr := hub.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, closeErr)
 }

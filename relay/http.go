@@ -1,0 +1,757 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"framesync"
+	"framesync/blobstore"
+)
+
+// Content types of the data channel.
+const (
+	ContentMsgpack = "application/msgpack"
+	ContentJSON    = "application/json"
+	ContentAM      = "application/octet-stream" // Automerge document bytes
+)
+
+// maxJSONFrameBytes is the largest frame (msgpack size) served as JSON;
+// larger frames are refused with 413 and a hint to ask for msgpack.
+const maxJSONFrameBytes = 8 << 20
+
+// maxRange is the most frames one range request returns.
+const maxRange = 10000
+
+// Handler returns the hub's HTTP handler: the data channel under /api, the
+// control channel at /api/ws, and /healthz, /readyz, /metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/ws", s.handleWS)
+	mux.HandleFunc("GET /api/rooms", s.handleListRooms)
+	mux.HandleFunc("POST /api/rooms", s.handleCreateRoom)
+	mux.HandleFunc("GET /api/rooms/{room}", s.handleRoomInfo)
+	mux.HandleFunc("DELETE /api/rooms/{room}", s.handleDeleteRoom)
+	mux.HandleFunc("GET /api/rooms/{room}/frames", s.handleFrameRange)
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}", s.handleFrame)
+	mux.HandleFunc("PUT /api/rooms/{room}/frames/{ref}", s.handlePutFrame)
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/manifest", s.handleManifest)
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/history", s.handleHistory)
+	mux.HandleFunc("POST /api/rooms/{room}/commit", s.handleCommit)
+	mux.HandleFunc("GET /api/rooms/{room}/changes", s.handleChanges)
+	mux.HandleFunc("GET /api/rooms/{room}/docs/{doc}", s.handleSnapshot)
+	mux.HandleFunc("GET /api/blobs/{hash}", s.handleGetBlob)
+	mux.HandleFunc("HEAD /api/blobs/{hash}", s.handleGetBlob)
+	mux.HandleFunc("PUT /api/blobs/{hash}", s.handlePutBlob)
+	mux.HandleFunc("POST /api/blobs/missing", s.handleMissing)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	return s.metrics.instrument(mux)
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.Unavailable, Msg: "hub shutting down"})
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// kindOf returns the Kind of err, also for error types that only report
+// their kind through Is.
+func kindOf(err error) framesync.Kind {
+	if k := framesync.KindOf(err); k != framesync.Internal {
+		return k
+	}
+	for _, k := range []framesync.Kind{framesync.Locked, framesync.Conflict, framesync.NotFound, framesync.BadInput, framesync.PreconditionFailed, framesync.PreconditionRequired, framesync.TooLarge, framesync.Corrupt} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return framesync.Internal
+}
+
+// errorBody is the JSON body of every error response, and the fields of a
+// control channel "error" message.
+func errorBody(err error) (framesync.Kind, map[string]any) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = &framesync.Error{Kind: framesync.TooLarge, Msg: fmt.Sprintf("request body over the limit of %d bytes", mbe.Limit)}
+	}
+	k := kindOf(err)
+	body := map[string]any{"code": k.Code(), "message": err.Error()}
+	if k == framesync.Internal {
+		body["message"] = "internal error (see the hub log)"
+	}
+	var fe *framesync.Error
+	if errors.As(err, &fe) && fe.Field != "" {
+		body["field"] = fe.Field
+	}
+	var ce *conflictError
+	if errors.As(err, &ce) {
+		for k, v := range ce.details() {
+			body[k] = v
+		}
+	}
+	for k, v := range heldDetails(err) {
+		body[k] = v
+	}
+	return k, body
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	k, body := errorBody(err)
+	if k == framesync.Internal {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", ContentJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(k.HTTPStatus())
+	json.NewEncoder(w).Encode(body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", ContentJSON)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// wantsJSON reports whether the client asked for JSON (?format=json or an
+// Accept header preferring it) rather than msgpack.
+func wantsJSON(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "json":
+		return true
+	case "msgpack":
+		return false
+	}
+	acc := r.Header.Get("Accept")
+	return strings.Contains(acc, ContentJSON) && !strings.Contains(acc, "msgpack")
+}
+
+// isMsgpackBody reports whether the request body is msgpack (by its
+// Content-Type; JSON otherwise).
+func isMsgpackBody(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return strings.Contains(mt, "msgpack")
+}
+
+// decodeBody decodes a JSON or msgpack request body into v, bounded by limit.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	if isMsgpackBody(r) {
+		err = msgpack.Unmarshal(b, v)
+	} else {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
+	if err != nil {
+		return &framesync.Error{Kind: framesync.BadInput, Op: "decode request", Msg: err.Error()}
+	}
+	return nil
+}
+
+func queryInt(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, badInput("query", name, fmt.Sprintf("%q is not an integer", v))
+	}
+	return n, nil
+}
+
+func (s *Server) handleListRooms(w http.ResponseWriter, r *http.Request) {
+	since, err := queryInt(r, "since", -1)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.listRooms(since))
+}
+
+// CreateRoomRequest is the body of POST /api/rooms.
+type CreateRoomRequest struct {
+	Name string `json:"name" msgpack:"name"`
+	// From names a room whose trajectory and state the new room starts
+	// with; its frames share their blobs.
+	From string `json:"from,omitempty" msgpack:"from,omitempty"`
+}
+
+func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) {
+	var req CreateRoomRequest
+	if err := decodeBody(w, r, 1<<16, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rm, err := s.createRoom(req.Name, req.From)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("room created", "room", req.Name, "from", req.From)
+	info, err := rm.info()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) handleRoomInfo(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info, err := rm.info()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("room")
+	if err := s.deleteRoom(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("room deleted", "room", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// frameSelection parses ?data=.
+func frameSelection(r *http.Request) ([]string, error) {
+	v := r.URL.Query().Get("data")
+	if v == "" {
+		return nil, nil
+	}
+	return framesync.ParseFieldList(v)
+}
+
+// entryAt resolves {ref} and ?version= to the hash to serve.
+func (s *Server) frameHash(r *http.Request) (*room, FrameRef, error) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		return nil, FrameRef{}, err
+	}
+	e, i, err := rm.resolveFrame(r.PathValue("ref"))
+	if err != nil {
+		return nil, FrameRef{}, err
+	}
+	ref := FrameRef{ID: e.ID, Index: i, Version: e.Version, Hash: e.Hash.String()}
+	v, err := queryInt(r, "version", 0)
+	if err != nil || v == 0 || v == e.Version {
+		return rm, ref, err
+	}
+	hist, err := rm.traj.History(e.ID)
+	if err != nil {
+		return nil, FrameRef{}, err
+	}
+	for _, h := range hist {
+		if h.Version == v {
+			ref.Version, ref.Hash = v, h.Hash.String()
+			return rm, ref, nil
+		}
+	}
+	return nil, FrameRef{}, &framesync.Error{Kind: framesync.NotFound, Op: "frame", Field: "version", Msg: fmt.Sprintf("frame %s has no version %d", e.ID, v)}
+}
+
+func setFrameHeaders(w http.ResponseWriter, ref FrameRef) {
+	w.Header().Set("X-Frame-Id", ref.ID)
+	w.Header().Set("X-Frame-Index", strconv.Itoa(ref.Index))
+	w.Header().Set("X-Frame-Version", strconv.FormatInt(ref.Version, 10))
+	w.Header().Set("X-Frame-Hash", ref.Hash)
+}
+
+func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) {
+	_, ref, err := s.frameHash(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sel, err := frameSelection(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h := framesync.MustParseHash(ref.Hash)
+	setFrameHeaders(w, ref)
+	// A frame version never changes: its hash plus the selection is a
+	// strong validator.
+	etag := `"` + h.Hex() + "-" + strings.Join(sel, ",") + `"`
+	if wantsJSON(r) {
+		etag = `"` + h.Hex() + "-" + strings.Join(sel, ",") + `-json"`
+	}
+	w.Header().Set("ETag", etag)
+	if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if wantsJSON(r) {
+		s.writeFrameJSON(w, r, h, sel)
+		return
+	}
+	var buf bytes.Buffer
+	if _, err := s.writeFrame(r.Context(), &buf, h, sel); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", ContentMsgpack)
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	buf.WriteTo(w)
+}
+
+func (s *Server) writeFrameJSON(w http.ResponseWriter, r *http.Request, h framesync.Hash, sel []string) {
+	m, err := s.manifest(r.Context(), h)
+	if err == nil && len(sel) > 0 {
+		m, err = m.Select(sel...)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	size := int64(0)
+	for _, fh := range m {
+		if info, err := s.blobs.Stat(r.Context(), fh); err == nil {
+			size += info.Size
+		}
+	}
+	if size > maxJSONFrameBytes {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "frame as JSON", Msg: fmt.Sprintf("frame is %d bytes; JSON is served for frames up to %d bytes: ask for msgpack or select fewer fields with ?data=", size, maxJSONFrameBytes)})
+		return
+	}
+	f, err := framesync.JoinFrame(m, func(fh framesync.Hash) ([]byte, error) { return s.blob(r.Context(), fh) })
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	j, err := frameJSON(f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// handleFrameRange serves frames [start, stop) as one msgpack array (or a
+// JSON array when asked).
+func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sel, err := frameSelection(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n, _ := rm.traj.Len()
+	start, err := queryInt(r, "start", 0)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	stop, err := queryInt(r, "stop", int64(n))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if start < 0 {
+		start += int64(n)
+	}
+	if stop < 0 {
+		stop += int64(n)
+	}
+	start, stop = max(0, min(start, int64(n))), max(0, min(stop, int64(n)))
+	if stop < start {
+		stop = start
+	}
+	if stop-start > maxRange {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "frame range", Msg: fmt.Sprintf("%d frames asked for; at most %d per request", stop-start, maxRange)})
+		return
+	}
+	entries, err := rm.traj.Entries()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if stop > int64(len(entries)) { // frames deleted since Len
+		stop = int64(len(entries))
+		start = min(start, stop)
+	}
+	entries = entries[start:stop]
+	w.Header().Set("X-Frame-Start", strconv.FormatInt(start, 10))
+	w.Header().Set("X-Frame-Count", strconv.Itoa(len(entries)))
+	if wantsJSON(r) {
+		out := make([]map[string]any, 0, len(entries))
+		total := int64(0)
+		for _, e := range entries {
+			f, err := s.loadFrame(r.Context(), e.Hash, false)
+			if err == nil && len(sel) > 0 {
+				f, err = f.Select(sel...)
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			for _, name := range f.Fields() {
+				if v, ok := f.Field(name); ok {
+					if a, ok := v.(*framesync.Array); ok {
+						total += int64(len(a.Data))
+					}
+				}
+			}
+			if total > maxJSONFrameBytes {
+				s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "frames as JSON", Msg: fmt.Sprintf("range is over %d bytes: ask for msgpack, fewer frames or fewer fields", maxJSONFrameBytes)})
+				return
+			}
+			j, err := frameJSON(f)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			out = append(out, j)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	// Assemble the first frame before answering, so that a bad request gets
+	// an error status; later failures cut the response short.
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.EncodeArrayLen(len(entries))
+	w.Header().Set("Content-Type", ContentMsgpack)
+	for i, e := range entries {
+		if _, err := s.writeFrame(r.Context(), &buf, e.Hash, sel); err != nil {
+			if i == 0 {
+				s.writeError(w, r, err)
+				return
+			}
+			s.log.Error("frame range cut short", "room", rm.name, "frame", e.ID, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if buf.Len() >= 1<<20 || i == len(entries)-1 {
+			if _, err := buf.WriteTo(w); err != nil {
+				return
+			}
+		}
+	}
+	if len(entries) == 0 {
+		buf.WriteTo(w)
+	}
+}
+
+func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
+	_, ref, err := s.frameHash(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	m, err := s.manifest(r.Context(), framesync.MustParseHash(ref.Hash))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	setFrameHeaders(w, ref)
+	fields := make(map[string]string, len(m))
+	for k, v := range m {
+		fields[k] = v.String()
+	}
+	out := map[string]any{"id": ref.ID, "index": ref.Index, "version": ref.Version, "hash": ref.Hash, "fields": fields}
+	if wantsJSON(r) || r.URL.Query().Get("format") == "" && !strings.Contains(r.Header.Get("Accept"), "msgpack") {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	b, _ := msgpack.Marshal(out)
+	w.Header().Set("Content-Type", ContentMsgpack)
+	w.Write(b)
+}
+
+// HistoryEntry is one version in GET .../history.
+type HistoryEntry struct {
+	Version int64     `json:"version"`
+	Hash    string    `json:"hash"`
+	Time    time.Time `json:"time"`
+	Author  string    `json:"author"`
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, i, err := rm.resolveFrame(r.PathValue("ref"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	hist, err := rm.traj.History(e.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]HistoryEntry, len(hist))
+	for j, h := range hist {
+		out[j] = HistoryEntry{Version: h.Version, Hash: h.Hash.String(), Time: h.Time, Author: h.Author}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": e.ID, "index": i, "version": e.Version, "history": out})
+}
+
+func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req CommitRequest
+	if err := decodeBody(w, r, s.opts.MaxUpload, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.commit(r.Context(), rm, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// handlePutFrame replaces a frame with the msgpack frame in the body:
+// ?base=<version>&token=<fencing token>.
+func (s *Server) handlePutFrame(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req := CommitRequest{Op: OpReplace, Frame: r.PathValue("ref"), Target: r.URL.Query().Get("target")}
+	if req.Token, err = queryInt(r, "token", 0); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.URL.Query().Has("base") {
+		b, err := queryInt(r, "base", 0)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		req.Base = &b
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxUpload))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.Frames = []msgpack.RawMessage{body}
+	res, err := s.commit(r.Context(), rm, &req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	since, err := queryInt(r, "since", -1)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	feed, err := rm.changes(since)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, feed)
+}
+
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	rm, err := s.room(r.PathValue("room"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var b []byte
+	var heads string
+	switch r.PathValue("doc") {
+	case DocTrajectory:
+		b, heads = rm.traj.Save(), rm.traj.Heads().String()
+	case DocState:
+		b, heads = rm.state.Save(), rm.state.Heads().String()
+	default:
+		s.writeError(w, r, badInput("snapshot", "doc", fmt.Sprintf("unknown document %q: trajectory or state", r.PathValue("doc"))))
+		return
+	}
+	w.Header().Set("Content-Type", ContentAM)
+	w.Header().Set("X-Automerge-Heads", heads)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
+}
+
+func parseHashParam(r *http.Request) (framesync.Hash, error) {
+	h, err := framesync.ParseHash(r.PathValue("hash"))
+	if err != nil {
+		return h, wrapField(err, "hash")
+	}
+	return h, nil
+}
+
+// streamVerifiedLimit is the largest blob read whole and verified before
+// it is sent. Larger blobs stream; if their bytes turn out corrupt at the
+// end, the response is cut short so the client never takes them for whole.
+const streamVerifiedLimit = 64 << 20
+
+func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) {
+	h, err := parseHashParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	etag := `"` + h.Hex() + `"`
+	info, err := s.blobs.Stat(r.Context(), h)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("ETag", etag)
+	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hd.Set("Content-Type", "application/octet-stream")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	if r.Method == http.MethodHead {
+		return
+	}
+	if info.Size <= streamVerifiedLimit {
+		b, err := s.blob(r.Context(), h)
+		if err != nil {
+			hd.Del("Content-Length")
+			hd.Del("ETag")
+			hd.Del("Cache-Control")
+			s.writeError(w, r, err)
+			return
+		}
+		w.Write(b)
+		s.metrics.blobBytesOut.Add(float64(len(b)))
+		return
+	}
+	rc, _, err := s.blobs.Get(r.Context(), h)
+	if err != nil {
+		hd.Del("Content-Length")
+		s.writeError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	s.metrics.blobBytesOut.Add(float64(n))
+	if err != nil {
+		s.log.Error("blob read failed mid-stream", "blob", h, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// BlobPut answers PUT /api/blobs/{hash}.
+type BlobPut struct {
+	Hash    string `json:"hash"`
+	Size    int64  `json:"size"`
+	Created bool   `json:"created"` // false when the hub had it already
+}
+
+func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) {
+	h, err := parseHashParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.ContentLength > s.opts.MaxUpload {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "put blob", Msg: fmt.Sprintf("%d bytes is over the upload limit of %d bytes", r.ContentLength, s.opts.MaxUpload)})
+		return
+	}
+	if info, err := s.blobs.Stat(r.Context(), h); err == nil {
+		// Idempotent: drain nothing, the client may stop sending.
+		writeJSON(w, http.StatusOK, BlobPut{Hash: h.String(), Size: info.Size})
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)
+	info, err := s.blobs.Put(r.Context(), body, h)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.blobBytesIn.Add(float64(info.Size))
+	writeJSON(w, http.StatusCreated, BlobPut{Hash: h.String(), Size: info.Size, Created: true})
+}
+
+// MissingRequest is the body of POST /api/blobs/missing.
+type MissingRequest struct {
+	Hashes []string `json:"hashes" msgpack:"hashes"`
+}
+
+// maxMissing is the most hashes one missing-blobs request may ask about.
+const maxMissing = 100000
+
+func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
+	var req MissingRequest
+	if err := decodeBody(w, r, 16<<20, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Hashes) > maxMissing {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "missing blobs", Msg: fmt.Sprintf("%d hashes; at most %d per request", len(req.Hashes), maxMissing)})
+		return
+	}
+	missing := []string{}
+	for i, hs := range req.Hashes {
+		h, err := framesync.ParseHash(hs)
+		if err != nil {
+			s.writeError(w, r, wrapField(err, fmt.Sprintf("hashes[%d]", i)))
+			return
+		}
+		ok, err := blobstore.Has(r.Context(), s.blobs, h)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !ok {
+			missing = append(missing, h.String())
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"missing": missing})
+}

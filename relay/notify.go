@@ -1,0 +1,186 @@
+package relay
+
+import (
+	"context"
+
+	"github.com/gorilla/websocket"
+
+	"framesync/relay/lease"
+)
+
+type leaseGrant = lease.Grant
+
+// leaseSubscriber is the optional ability of a lease backend to report
+// grants, releases and expiries, so the hub can tell the room.
+type leaseSubscriber interface {
+	Subscribe(buf int) (<-chan lease.Event, func())
+}
+
+// maxFrameNotes is the most frame_updated messages one commit sends; a
+// bigger commit (a long extend) is announced by its generation message only.
+const maxFrameNotes = 64
+
+// broadcast sends m to every member of r except one (nil for none). The
+// message is encoded once.
+func (s *Server) broadcast(r *room, m *Msg, except *conn) {
+	var pm *websocket.PreparedMessage
+	r.membersMu.Lock()
+	defer r.membersMu.Unlock()
+	for c := range r.members {
+		if c == except {
+			continue
+		}
+		if pm == nil {
+			pm = prepare(m)
+		}
+		c.enqueue(pm)
+	}
+}
+
+// afterCommit tells the room's members about a commit: metadata only.
+func (s *Server) afterCommit(r *room, op string, res *CommitResult) {
+	if len(res.Frames) <= maxFrameNotes {
+		for _, f := range res.Frames {
+			idx := int64(f.Index)
+			s.broadcast(r, &Msg{T: MsgFrameUpdated, Room: r.name, Frame: f.ID, Index: &idx, Version: f.Version, Hash: f.Hash, Gen: res.Generation, State: op}, nil)
+		}
+	}
+	n := int64(res.Length)
+	s.broadcast(r, &Msg{T: MsgGeneration, Room: r.name, Gen: res.Generation, Frames: &n, State: op}, nil)
+	s.pokeSync(r)
+}
+
+// markChanged records a change of the room's state document in the hub
+// generation.
+func (r *room) markChanged() {
+	g := r.srv.bumpHubGen()
+	r.mu.Lock()
+	r.hubGen = g
+	r.mu.Unlock()
+}
+
+// pokeSync asks the sync loop to send the room's members what changed.
+func (s *Server) pokeSync(r *room) {
+	s.syncMu.Lock()
+	s.syncDirty[r] = true
+	s.syncMu.Unlock()
+	select {
+	case s.syncPoke <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop sends sync messages to the members of rooms whose documents
+// changed, off the commit path.
+func (s *Server) syncLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.syncPoke:
+		}
+		s.syncMu.Lock()
+		dirty := s.syncDirty
+		s.syncDirty = map[*room]bool{}
+		s.syncMu.Unlock()
+		for r := range dirty {
+			for _, mb := range r.memberList() {
+				mb.flush()
+			}
+		}
+	}
+}
+
+func (r *room) memberList() []*member {
+	r.membersMu.Lock()
+	defer r.membersMu.Unlock()
+	out := make([]*member, 0, len(r.members))
+	for _, mb := range r.members {
+		out = append(out, mb)
+	}
+	return out
+}
+
+func (r *room) memberConns() []*conn {
+	r.membersMu.Lock()
+	defer r.membersMu.Unlock()
+	out := make([]*conn, 0, len(r.members))
+	for c := range r.members {
+		out = append(out, c)
+	}
+	return out
+}
+
+// leaseEvents tells rooms about lock and presenter changes.
+func (s *Server) leaseEvents(events <-chan lease.Event) {
+	for {
+		var ev lease.Event
+		select {
+		case <-s.ctx.Done():
+			return
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			ev = e
+		}
+		r, err := s.room(ev.Grant.Room)
+		if err != nil {
+			continue
+		}
+		state := ev.Kind.String()
+		m := &Msg{Room: r.name, Target: ev.Grant.Target, Holder: ev.Grant.Holder, Expires: unixMilli(ev.Grant.Expires), State: state}
+		if ev.Grant.Target == targetPresenter {
+			m.T = MsgPresenter
+			if ev.Kind == lease.Released || ev.Kind == lease.Expired {
+				r.endPresenting(ev.Grant.Holder)
+			}
+		} else {
+			m.T = MsgLockState
+		}
+		s.broadcast(r, m, nil)
+	}
+}
+
+// presenterFrame handles a frame message: only the presenter's are
+// accepted and fanned out.
+func (r *room) presenterFrame(c *conn, m *Msg) {
+	s := r.srv
+	g, ok, err := s.leases.Get(s.ctx, r.name, targetPresenter)
+	if err != nil || !ok || g.Holder != c.client {
+		s.metrics.presenterRefused.Inc()
+		if m.ID != 0 {
+			c.replyErr(m.ID, errNotPresenter)
+		}
+		return
+	}
+	out := &Msg{T: MsgFrame, Room: r.name, Client: c.client, Step: m.Step, Frame: m.Frame, Payload: m.Payload, Sent: m.Sent}
+	r.mu.Lock()
+	r.present = out
+	r.mu.Unlock()
+	s.broadcast(r, out, c)
+	if m.ID != 0 {
+		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: r.name})
+	}
+}
+
+// endPresenting writes the presenter's last frame to the state document.
+func (r *room) endPresenting(holder string) {
+	r.mu.Lock()
+	last := r.present
+	r.present = nil
+	deleted := r.deleted
+	r.mu.Unlock()
+	if deleted || last == nil || last.Step == nil || last.Client != holder {
+		return
+	}
+	if err := r.state.SetStep(*last.Step); err != nil {
+		r.srv.log.Error("write presenter step", "room", r.name, "err", err)
+		return
+	}
+	if err := r.persistState(); err != nil {
+		r.srv.log.Error("persist state", "room", r.name, "err", err)
+	}
+	r.markChanged()
+	r.srv.pokeSync(r)
+}

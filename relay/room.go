@@ -1,0 +1,301 @@
+package relay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"framesync"
+	"framesync/crdt"
+)
+
+// feedKeep is how many commits a room remembers for ?since= change feeds;
+// a client further behind gets the full listing.
+const feedKeep = 1024
+
+// room is one room: its two documents, their files, the change feed and
+// its members.
+//
+// Lock order: Server.mu, then room.mu, then room.membersMu. Never call out
+// to a conn (which takes conn locks) while holding room.mu for long; the
+// broadcast helpers take only membersMu and enqueue.
+type room struct {
+	// Static after construction.
+	name    string
+	dir     string
+	created time.Time
+	traj    *crdt.Trajectory // safe for concurrent use; written only under mu
+	state   *crdt.State      // safe for concurrent use; persisted under mu
+	srv     *Server
+
+	mu        sync.Mutex // guards the fields below and every write of traj
+	trajFile  *docFile
+	stateFile *docFile
+	hubGen    int64      // hub generation of the room's last change
+	feed      []feedMark // the last feedKeep commits, oldest first
+	feedFloor int64      // generations at or below this are not in feed
+	deleted   bool
+	present   *Msg // the presenter's last frame message
+
+	membersMu sync.Mutex
+	members   map[*conn]*member
+}
+
+// feedMark is one commit of the room: its generation and the document
+// heads after it.
+type feedMark struct {
+	gen   int64
+	heads crdt.Heads
+}
+
+type roomFile struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+func (s *Server) roomDir(name string) string { return filepath.Join(s.dir, "rooms", name) }
+
+// newRoom creates the files of a new room, optionally starting from the
+// given document snapshots.
+func (s *Server) newRoom(name string, trajSnap, stateSnap []byte) (*room, error) {
+	dir := s.roomDir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var (
+		traj  *crdt.Trajectory
+		state *crdt.State
+		err   error
+	)
+	if trajSnap != nil {
+		traj, err = crdt.LoadTrajectory(trajSnap, s.docOptions())
+	} else {
+		traj, err = crdt.NewTrajectory(s.docOptions())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if stateSnap != nil {
+		state, err = crdt.LoadState(stateSnap, s.docOptions())
+	} else {
+		state, err = crdt.NewState(s.docOptions())
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}}
+	r.trajFile = openDocFile(dir, DocTrajectory)
+	r.stateFile = openDocFile(dir, DocState)
+	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
+	if err := r.trajFile.writeSnapshot(traj.Save()); err != nil {
+		return nil, err
+	}
+	if err := r.stateFile.writeSnapshot(state.Save()); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(roomFile{Name: name, Created: r.created})
+	if err := writeFileAtomic(filepath.Join(dir, "room.json"), b, s.opts.NoSync); err != nil {
+		return nil, err
+	}
+	r.startFeed()
+	return r, nil
+}
+
+// openRoom loads a room from its directory.
+func (s *Server) openRoom(name string) (*room, error) {
+	dir := s.roomDir(name)
+	var rf roomFile
+	b, err := os.ReadFile(filepath.Join(dir, "room.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &rf); err != nil {
+		return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: filepath.Join(dir, "room.json"), Err: err}
+	}
+	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}}
+	r.trajFile = openDocFile(dir, DocTrajectory)
+	r.stateFile = openDocFile(dir, DocState)
+	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
+	tdoc, err := loadDoc(r.trajFile, s.docOptions())
+	if err != nil {
+		return nil, err
+	}
+	if r.traj, err = crdt.OpenTrajectory(tdoc, s.docOptions()); err != nil {
+		return nil, err
+	}
+	sdoc, err := loadDoc(r.stateFile, s.docOptions())
+	if err != nil {
+		return nil, err
+	}
+	if r.state, err = crdt.OpenState(sdoc); err != nil {
+		return nil, err
+	}
+	r.startFeed()
+	return r, nil
+}
+
+// loadDoc loads a document from its snapshot and log.
+func loadDoc(f *docFile, opts *crdt.Options) (*crdt.Doc, error) {
+	snap, records, ok, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: "missing " + f.snap}
+	}
+	d, err := crdt.LoadDoc(snap, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.snap, err)
+	}
+	for i, rec := range records {
+		if err := d.LoadIncremental(rec); err != nil {
+			return nil, fmt.Errorf("%s record %d: %w", f.log, i, err)
+		}
+	}
+	return d, nil
+}
+
+func (r *room) startFeed() {
+	gen, _ := r.traj.Generation()
+	r.feedFloor = gen
+	r.feed = []feedMark{{gen: gen, heads: r.traj.Heads()}}
+}
+
+// snapshots returns full saves of both documents.
+func (r *room) snapshots() (traj, state []byte) {
+	return r.traj.Save(), r.state.Save()
+}
+
+// persistTraj appends the trajectory document's new changes to its log,
+// compacting when the log has grown. The caller holds r.mu.
+func (r *room) persistTrajLocked() error {
+	return persist(r.trajFile, r.traj.Doc())
+}
+
+// persistState appends the state document's new changes to its log.
+func (r *room) persistState() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.deleted {
+		return nil
+	}
+	return persist(r.stateFile, r.state.Doc())
+}
+
+func persist(f *docFile, d *crdt.Doc) error {
+	if f.needsCompaction() {
+		return f.writeSnapshot(d.Save())
+	}
+	return f.append(d.SaveIncremental())
+}
+
+// recordCommitLocked remembers a commit for the change feed and the hub
+// generation. The caller holds r.mu.
+func (r *room) recordCommitLocked(c *crdt.Commit) {
+	r.feed = append(r.feed, feedMark{gen: c.Generation, heads: c.Heads})
+	if len(r.feed) > feedKeep {
+		drop := len(r.feed) - feedKeep
+		r.feedFloor = r.feed[drop-1].gen
+		r.feed = append(r.feed[:0], r.feed[drop:]...)
+	}
+	r.hubGen = r.srv.bumpHubGen()
+}
+
+// close saves both documents as snapshots.
+func (r *room) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.deleted {
+		return nil
+	}
+	return errors.Join(r.trajFile.writeSnapshot(r.traj.Save()), r.stateFile.writeSnapshot(r.state.Save()))
+}
+
+func (r *room) markDeleted() {
+	r.mu.Lock()
+	r.deleted = true
+	r.mu.Unlock()
+}
+
+// remove deletes the room's files.
+func (r *room) remove() error {
+	trash := r.dir + ".deleted-" + fmt.Sprint(time.Now().UnixNano())
+	if err := os.Rename(r.dir, trash); err != nil {
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+func (r *room) summary() RoomSummary {
+	n, _ := r.traj.Len()
+	gen, _ := r.traj.Generation()
+	r.mu.Lock()
+	changed := r.hubGen
+	r.mu.Unlock()
+	r.membersMu.Lock()
+	members := len(r.members)
+	r.membersMu.Unlock()
+	return RoomSummary{Name: r.name, Frames: n, Generation: gen, Members: members, Changed: changed}
+}
+
+// RoomInfo answers GET /api/rooms/{room} and is sent in "joined".
+type RoomInfo struct {
+	Name       string       `json:"name" msgpack:"name"`
+	Created    time.Time    `json:"created" msgpack:"created"`
+	Frames     int          `json:"frames" msgpack:"frames"`
+	Generation int64        `json:"generation" msgpack:"generation"`
+	Members    []MemberInfo `json:"members" msgpack:"members"`
+	Locks      []LockInfo   `json:"locks" msgpack:"locks"`
+	Presenter  *LockInfo    `json:"presenter,omitempty" msgpack:"presenter,omitempty"`
+	Step       *int64       `json:"step,omitempty" msgpack:"step,omitempty"`
+}
+
+// MemberInfo is one member of a room.
+type MemberInfo struct {
+	Client string `json:"client" msgpack:"client"`
+	Name   string `json:"name,omitempty" msgpack:"name,omitempty"`
+}
+
+// LockInfo is one live lease of a room.
+type LockInfo struct {
+	Target  string    `json:"target" msgpack:"target"`
+	Holder  string    `json:"holder" msgpack:"holder"`
+	Expires time.Time `json:"expires" msgpack:"expires"`
+}
+
+func (r *room) info() (*RoomInfo, error) {
+	sum := r.summary()
+	info := &RoomInfo{Name: r.name, Created: r.created, Frames: sum.Frames, Generation: sum.Generation, Members: []MemberInfo{}, Locks: []LockInfo{}}
+	seen := map[string]bool{}
+	r.membersMu.Lock()
+	for c, m := range r.members {
+		if !seen[c.client] {
+			seen[c.client] = true
+			_ = m
+			info.Members = append(info.Members, MemberInfo{Client: c.client, Name: c.name})
+		}
+	}
+	r.membersMu.Unlock()
+	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Client < info.Members[j].Client })
+	grants, err := r.srv.leases.List(r.srv.ctx, r.name)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range grants {
+		li := LockInfo{Target: g.Target, Holder: g.Holder, Expires: g.Expires}
+		if g.Target == targetPresenter {
+			info.Presenter = &li
+			continue
+		}
+		info.Locks = append(info.Locks, li)
+	}
+	if step, err := r.state.Step(); err == nil {
+		info.Step = &step
+	}
+	return info, nil
+}

@@ -1,0 +1,427 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"framesync"
+	"framesync/blobstore"
+	"framesync/crdt"
+	"framesync/relay/lease"
+)
+
+// DefaultRoom is the room every hub has.
+const DefaultRoom = "default"
+
+// Options configure a Server. Dir and Blobs are required; the rest have
+// defaults.
+type Options struct {
+	// Dir is the hub's data directory: room documents, hub identity, fencing
+	// token high-water marks.
+	Dir string
+	// Blobs stores frame data.
+	Blobs blobstore.Store
+	// Leases holds locks and presenter tokens. Nil means an embedded
+	// in-process backend with fencing tokens persisted under Dir/leases.
+	Leases lease.Backend
+	// MaxUpload is the largest request body accepted, in bytes. Zero means
+	// 500 MB.
+	MaxUpload int64
+	// MaxMessage is the largest control channel message accepted, in
+	// bytes. Zero means 16 MiB.
+	MaxMessage int64
+	// SendQueue is the number of messages queued for one WebSocket
+	// connection before it is dropped as too slow. Zero means 1024.
+	SendQueue int
+	// PresenterTTL is how long a presenter token lives without renewal.
+	// Zero means 5 s.
+	PresenterTTL time.Duration
+	// Logger receives the hub's logs. Nil discards them.
+	Logger *slog.Logger
+	// NoSync skips fsync of room documents (tests and benchmarks only).
+	NoSync bool
+}
+
+// Server is a hub: rooms, their documents, the data channel (HTTP) and the
+// control channel (WebSocket). New builds one; Handler serves it; Close
+// stops it. It never listens on its own.
+type Server struct {
+	// Static after construction.
+	opts       Options
+	log        *slog.Logger
+	dir        string
+	blobs      blobstore.Store
+	leases     lease.Backend
+	ownsLeases *lease.Memory // non-nil if New created the lease backend
+	hubID      string
+	metrics    *metrics
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	wg         sync.WaitGroup
+	manifests  *manifestCache
+	blobCache  *lru[framesync.Hash, []byte] // verified blob bytes, for warm reads
+
+	mu        sync.Mutex // guards the fields below; taken before room.mu, never after
+	rooms     map[string]*room
+	hubGen    int64            // hub-wide generation: bumped on every change of any room
+	fullBelow int64            // a rooms ?since= below this gets the full listing
+	removed   map[string]int64 // deleted room -> hub generation of its deletion
+	conns     map[*conn]struct{}
+	holders   map[string]int // client ID -> open connections
+	closed    bool
+
+	syncMu    sync.Mutex // guards syncDirty
+	syncDirty map[*room]bool
+	syncPoke  chan struct{}
+}
+
+var errNotPresenter = &framesync.Error{Kind: framesync.Forbidden, Op: "frame", Msg: "only the presenter's frame messages are accepted: send present first"}
+
+var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckRoomName returns an error of kind framesync.BadInput if name is not a
+// valid room name: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+// letter or digit.
+func CheckRoomName(name string) error {
+	if !roomNameRE.MatchString(name) {
+		return &framesync.Error{Kind: framesync.BadInput, Op: "room name", Msg: fmt.Sprintf("%q is not a valid room name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)}
+	}
+	return nil
+}
+
+type hubFile struct {
+	ID         string `json:"id"`
+	Generation int64  `json:"generation"`
+}
+
+// New opens the hub's data directory, loads every room and starts the
+// hub's background work. Close stops it.
+func New(opts Options) (*Server, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("relay: Options.Dir is required")
+	}
+	if opts.Blobs == nil {
+		return nil, errors.New("relay: Options.Blobs is required")
+	}
+	if opts.MaxUpload <= 0 {
+		opts.MaxUpload = 500 << 20
+	}
+	if opts.MaxMessage <= 0 {
+		opts.MaxMessage = 16 << 20
+	}
+	if opts.SendQueue <= 0 {
+		opts.SendQueue = 1024
+	}
+	if opts.PresenterTTL <= 0 {
+		opts.PresenterTTL = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "rooms"), 0o755); err != nil {
+		return nil, fmt.Errorf("relay: data directory: %w", err)
+	}
+	s := &Server{
+		opts:      opts,
+		log:       log,
+		dir:       opts.Dir,
+		blobs:     opts.Blobs,
+		leases:    opts.Leases,
+		rooms:     map[string]*room{},
+		removed:   map[string]int64{},
+		conns:     map[*conn]struct{}{},
+		holders:   map[string]int{},
+		metrics:   newMetrics(),
+		syncDirty: map[*room]bool{},
+		syncPoke:  make(chan struct{}, 1),
+		manifests: newManifestCache(4096),
+		blobCache: newLRU[framesync.Hash, []byte](256<<20, 16<<20, func(b []byte) int64 { return int64(len(b)) }),
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	hf, err := s.loadHubFile()
+	if err != nil {
+		return nil, err
+	}
+	s.hubID = hf.ID
+	// The hub generation is not made durable on every change: after a
+	// restart it continues above the last saved value, and any ?since=
+	// older than the restart gets the full listing.
+	s.hubGen = hf.Generation + 1
+	s.fullBelow = s.hubGen
+	if s.leases == nil {
+		toks, err := lease.OpenFileTokens(filepath.Join(opts.Dir, "leases"))
+		if err != nil {
+			return nil, fmt.Errorf("relay: fencing tokens: %w", err)
+		}
+		m, err := lease.NewMemory(&lease.Options{Tokens: toks})
+		if err != nil {
+			return nil, err
+		}
+		s.leases, s.ownsLeases = m, m
+	}
+	if err := s.loadRooms(); err != nil {
+		s.closeLeases()
+		return nil, err
+	}
+	if _, ok := s.rooms[DefaultRoom]; !ok {
+		if _, err := s.createRoom(DefaultRoom, ""); err != nil {
+			s.closeLeases()
+			return nil, err
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.syncLoop(s.ctx)
+	}()
+	if sub, ok := s.leases.(leaseSubscriber); ok {
+		events, cancel := sub.Subscribe(4096)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer cancel()
+			s.leaseEvents(events)
+		}()
+	}
+	log.Info("hub opened", "hub", s.hubID, "dir", s.dir, "rooms", len(s.rooms))
+	return s, nil
+}
+
+func (s *Server) closeLeases() {
+	if s.ownsLeases != nil {
+		s.ownsLeases.Close()
+	}
+}
+
+// ID returns the hub's identity, stable across restarts.
+func (s *Server) ID() string { return s.hubID }
+
+func (s *Server) loadHubFile() (hubFile, error) {
+	name := filepath.Join(s.dir, "hub.json")
+	var hf hubFile
+	b, err := os.ReadFile(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		var id [8]byte
+		rand.Read(id[:])
+		hf.ID = hex.EncodeToString(id[:])
+		return hf, s.saveHubFile(hf)
+	case err != nil:
+		return hf, fmt.Errorf("relay: %w", err)
+	}
+	if err := json.Unmarshal(b, &hf); err != nil || len(hf.ID) != 16 {
+		return hf, &framesync.Error{Kind: framesync.Corrupt, Op: "open hub", Msg: fmt.Sprintf("%s is not a valid hub file (remove it to give the hub a new identity)", name), Err: err}
+	}
+	if _, err := hex.DecodeString(hf.ID); err != nil {
+		return hf, &framesync.Error{Kind: framesync.Corrupt, Op: "open hub", Msg: fmt.Sprintf("%s: hub id is not hex", name)}
+	}
+	return hf, nil
+}
+
+func (s *Server) saveHubFile(hf hubFile) error {
+	b, _ := json.Marshal(hf)
+	return writeFileAtomic(filepath.Join(s.dir, "hub.json"), b, s.opts.NoSync)
+}
+
+// Close stops the hub: it closes every control connection, waits for the
+// background work, saves every room document and the hub generation.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown("hub shutting down")
+	}
+	for _, c := range conns {
+		<-c.done
+	}
+	s.cancel(errors.New("hub closed"))
+	s.closeLeases()
+	s.wg.Wait()
+	var errs []error
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	gen := s.hubGen
+	s.mu.Unlock()
+	for _, r := range rooms {
+		if err := r.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.saveHubFile(hubFile{ID: s.hubID, Generation: gen}); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// bumpHubGen advances the hub generation and returns it.
+func (s *Server) bumpHubGen() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hubGen++
+	return s.hubGen
+}
+
+func (s *Server) loadRooms() error {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "rooms"))
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || CheckRoomName(e.Name()) != nil {
+			continue
+		}
+		r, err := s.openRoom(e.Name())
+		if err != nil {
+			return fmt.Errorf("relay: room %s: %w", e.Name(), err)
+		}
+		r.hubGen = s.hubGen
+		s.rooms[r.name] = r
+	}
+	return nil
+}
+
+// room returns the named room or a NotFound error.
+func (s *Server) room(name string) (*room, error) {
+	s.mu.Lock()
+	r, ok := s.rooms[name]
+	s.mu.Unlock()
+	if !ok {
+		if err := CheckRoomName(name); err != nil {
+			return nil, err
+		}
+		return nil, &framesync.Error{Kind: framesync.NotFound, Op: "room", Msg: fmt.Sprintf("no room %q", name)}
+	}
+	return r, nil
+}
+
+// createRoom creates a room, empty or as a copy of the documents of room
+// from. Frames of a copy share their blobs with the original.
+func (s *Server) createRoom(name, from string) (*room, error) {
+	if err := CheckRoomName(name); err != nil {
+		return nil, err
+	}
+	var trajSnap, stateSnap []byte
+	if from != "" {
+		src, err := s.room(from)
+		if err != nil {
+			return nil, err
+		}
+		trajSnap, stateSnap = src.snapshots()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.rooms[name]; ok {
+		return nil, &framesync.Error{Kind: framesync.Conflict, Op: "create room", Msg: fmt.Sprintf("room %q exists", name)}
+	}
+	r, err := s.newRoom(name, trajSnap, stateSnap)
+	if err != nil {
+		return nil, err
+	}
+	s.hubGen++
+	r.hubGen = s.hubGen
+	delete(s.removed, name)
+	s.rooms[name] = r
+	return r, nil
+}
+
+// deleteRoom removes a room, its documents and its leases. Blobs stay until
+// garbage collection.
+func (s *Server) deleteRoom(name string) error {
+	s.mu.Lock()
+	r, ok := s.rooms[name]
+	if !ok {
+		s.mu.Unlock()
+		return &framesync.Error{Kind: framesync.NotFound, Op: "delete room", Msg: fmt.Sprintf("no room %q", name)}
+	}
+	delete(s.rooms, name)
+	s.hubGen++
+	s.removed[name] = s.hubGen
+	s.mu.Unlock()
+	r.markDeleted()
+	s.broadcast(r, &Msg{T: MsgRoomDeleted, Room: name}, nil)
+	for _, c := range r.memberConns() {
+		c.leaveRoom(r)
+	}
+	if err := s.leases.DropRoom(context.Background(), name); err != nil {
+		s.log.Warn("drop leases of deleted room", "room", name, "err", err)
+	}
+	return r.remove()
+}
+
+// RoomSummary is one room in the rooms listing.
+type RoomSummary struct {
+	Name       string `json:"name" msgpack:"name"`
+	Frames     int    `json:"frames" msgpack:"frames"`
+	Generation int64  `json:"generation" msgpack:"generation"`
+	Members    int    `json:"members" msgpack:"members"`
+	Changed    int64  `json:"changed" msgpack:"changed"` // hub generation of the room's last change
+}
+
+// RoomsListing answers GET /api/rooms.
+type RoomsListing struct {
+	Hub        string        `json:"hub"`
+	Generation int64         `json:"generation"` // hub-wide generation
+	Full       bool          `json:"full"`       // Rooms lists every room; otherwise only those changed since
+	Rooms      []RoomSummary `json:"rooms"`
+	Removed    []string      `json:"removed,omitempty"` // rooms deleted since (only when not Full)
+}
+
+// listRooms returns the rooms changed after hub generation since, or every
+// room when since is negative, older than the hub's memory or newer than
+// the current generation.
+func (s *Server) listRooms(since int64) RoomsListing {
+	s.mu.Lock()
+	out := RoomsListing{Hub: s.hubID, Generation: s.hubGen}
+	out.Full = since < s.fullBelow || since > s.hubGen
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	if !out.Full {
+		for name, g := range s.removed {
+			if g > since {
+				out.Removed = append(out.Removed, name)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		sum := r.summary()
+		if out.Full || sum.Changed > since {
+			out.Rooms = append(out.Rooms, sum)
+		}
+	}
+	sort.Slice(out.Rooms, func(i, j int) bool { return out.Rooms[i].Name < out.Rooms[j].Name })
+	sort.Strings(out.Removed)
+	if out.Rooms == nil {
+		out.Rooms = []RoomSummary{}
+	}
+	return out
+}
+
+// hubActor is the Automerge actor the hub writes the trajectory documents with.
+func (s *Server) docOptions() *crdt.Options { return &crdt.Options{ActorID: s.hubID} }

@@ -1,0 +1,562 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"framesync"
+	"framesync/crdt"
+)
+
+// Control channel timing.
+const (
+	helloTimeout = 10 * time.Second
+	pingInterval = 20 * time.Second
+	pongWait     = 2*pingInterval + 5*time.Second
+	writeWait    = 10 * time.Second
+	defaultTTL   = 60 * time.Second
+	maxTTL       = 10 * time.Minute
+	minTTL       = time.Second
+)
+
+// Close codes the hub uses besides the standard ones.
+const (
+	CloseTooSlow  = 4001 // the client did not read fast enough: its send queue overflowed
+	CloseBadHello = 4002 // the first message was not a valid hello
+)
+
+var upgrader = websocket.Upgrader{
+	// Small buffers and a pooled write buffer keep idle connections cheap.
+	ReadBufferSize:  512,
+	WriteBufferSize: 512,
+	WriteBufferPool: &sync.Pool{},
+	// Local mode: any origin. Access control comes with authentication.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// conn is one control channel connection.
+type conn struct {
+	// Static after hello.
+	srv    *Server
+	ws     *websocket.Conn
+	client string
+	name   string
+
+	send chan *websocket.PreparedMessage // to the writer; never closed
+	quit chan struct{}                   // closed to stop the writer
+	done chan struct{}                   // closed when the connection is gone and cleaned up
+	once sync.Once
+	why  atomic.Pointer[string] // close reason, set once
+
+	mu    sync.Mutex // guards rooms
+	rooms map[*room]*member
+}
+
+// member is a connection's membership of a room: its sync sessions.
+type member struct {
+	room *room
+	c    *conn
+
+	mu        sync.Mutex // guards the sessions: automerge sync state is not concurrent
+	trajSess  *crdt.Session
+	stateSess *crdt.Session
+}
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.Unavailable, Msg: "hub shutting down"})
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade wrote the error response
+	}
+	c := &conn{
+		srv:   s,
+		ws:    ws,
+		send:  make(chan *websocket.PreparedMessage, s.opts.SendQueue),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		rooms: map[*room]*member{},
+	}
+	c.serve()
+}
+
+// serve runs the connection: hello, then the read loop; the writer runs in
+// its own goroutine. It returns when the connection is gone.
+func (c *conn) serve() {
+	s := c.srv
+	defer close(c.done)
+	c.ws.SetReadLimit(s.opts.MaxMessage)
+	c.ws.SetReadDeadline(time.Now().Add(helloTimeout))
+	if err := c.hello(); err != nil {
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseBadHello, truncate(err.Error(), 120)), time.Now().Add(time.Second))
+		c.ws.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.holders[c.client]++
+	s.mu.Unlock()
+	s.metrics.wsConns.Inc()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.writeLoop()
+	}()
+	c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	c.reply(&Msg{T: MsgWelcome, Hub: s.hubID, Client: c.client, Version: ProtocolVersion})
+	c.readLoop()
+	c.shutdown("")
+	wg.Wait()
+	c.ws.Close()
+	c.cleanup()
+	s.metrics.wsConns.Dec()
+}
+
+// hello reads and checks the first message.
+func (c *conn) hello() error {
+	typ, b, err := c.ws.ReadMessage()
+	if err != nil {
+		return err
+	}
+	if typ != websocket.BinaryMessage {
+		return errors.New("want a binary msgpack hello")
+	}
+	m, err := decodeMsg(b)
+	if err != nil {
+		return fmt.Errorf("bad hello: %v", err)
+	}
+	if m.T != MsgHello {
+		return fmt.Errorf("first message is %q, want hello", m.T)
+	}
+	if m.Client == "" {
+		var id [8]byte
+		rand.Read(id[:])
+		m.Client = hex.EncodeToString(id[:])
+	}
+	if len(m.Client) > 128 || len(m.Name) > 128 {
+		return errors.New("client and name are limited to 128 bytes")
+	}
+	c.client, c.name = m.Client, m.Name
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// readLoop handles the client's messages until the connection fails.
+func (c *conn) readLoop() {
+	for {
+		typ, b, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		c.srv.metrics.wsIn.Inc()
+		if typ != websocket.BinaryMessage {
+			c.replyErr(0, badInput("message", "", "control messages are binary msgpack"))
+			continue
+		}
+		m, err := decodeMsg(b)
+		if err != nil {
+			c.replyErr(0, badInput("message", "", "malformed msgpack: "+err.Error()))
+			continue
+		}
+		c.handle(m)
+	}
+}
+
+// writeLoop is the connection's only writer.
+func (c *conn) writeLoop() {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case pm := <-c.send:
+			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.ws.WritePreparedMessage(pm); err != nil {
+				c.shutdown("write failed")
+				c.ws.Close()
+				return
+			}
+			c.srv.metrics.wsOut.Inc()
+		case <-t.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.shutdown("ping failed")
+				c.ws.Close()
+				return
+			}
+		case <-c.quit:
+			code, why := websocket.CloseNormalClosure, "bye"
+			if p := c.why.Load(); p != nil && *p != "" {
+				why = *p
+				if why == "too slow" {
+					code = CloseTooSlow
+				} else if why == "hub shutting down" {
+					code = websocket.CloseGoingAway
+				}
+			}
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, why), time.Now().Add(time.Second))
+			return
+		}
+	}
+}
+
+// shutdown stops the connection: the writer sends a close frame with why
+// and the reader fails soon after.
+func (c *conn) shutdown(why string) {
+	c.once.Do(func() {
+		c.why.Store(&why)
+		close(c.quit)
+		if why != "" {
+			// Unblock the reader (and a writer stuck on a dead peer).
+			time.AfterFunc(2*time.Second, func() { c.ws.Close() })
+		}
+	})
+}
+
+// enqueue hands a message to the writer. A full queue means the client is
+// too slow: it is dropped, never waited for.
+func (c *conn) enqueue(pm *websocket.PreparedMessage) {
+	select {
+	case c.send <- pm:
+	case <-c.quit:
+	default:
+		c.srv.metrics.wsDropped.Inc()
+		c.srv.log.Warn("dropping slow client", "client", c.client, "queue", cap(c.send))
+		c.shutdown("too slow")
+		c.ws.UnderlyingConn().SetDeadline(time.Now().Add(time.Second))
+	}
+}
+
+func prepare(m *Msg) *websocket.PreparedMessage {
+	b, err := encodeMsg(m)
+	if err != nil {
+		panic(fmt.Sprintf("relay: encode %s: %v", m.T, err)) // our own message types always encode
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, b)
+	if err != nil {
+		panic(err)
+	}
+	return pm
+}
+
+func (c *conn) reply(m *Msg) { c.enqueue(prepare(m)) }
+
+func (c *conn) replyErr(id uint64, err error) {
+	k, body := errorBody(err)
+	if k == framesync.Internal {
+		c.srv.log.Error("control request failed", "client", c.client, "err", err)
+	}
+	m := &Msg{T: MsgError, ID: id, Code: k.Code(), Message: body["message"].(string)}
+	delete(body, "code")
+	delete(body, "message")
+	if len(body) > 0 {
+		m.Payload = body
+	}
+	c.reply(m)
+}
+
+// member returns the connection's membership of room name.
+func (c *conn) member(name string) (*member, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for r, m := range c.rooms {
+		if r.name == name {
+			return m, nil
+		}
+	}
+	return nil, &framesync.Error{Kind: framesync.PreconditionFailed, Op: "room", Msg: fmt.Sprintf("join room %q first", name)}
+}
+
+func (c *conn) handle(m *Msg) {
+	s := c.srv
+	ctx := s.ctx
+	switch m.T {
+	case MsgJoin:
+		c.join(m)
+	case MsgLeave:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.leaveRoom(mb.room)
+		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
+	case MsgSync:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		if err := mb.receive(m.Doc, m.Data); err != nil {
+			c.replyErr(m.ID, err)
+		}
+	case MsgLock, MsgRenew:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		if err := checkTarget(m.Target); err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		ttl, err := ttlOf(m.TTLms)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		var g leaseGrant
+		if m.T == MsgLock {
+			g, err = s.leases.Acquire(ctx, mb.room.name, m.Target, c.client, ttl)
+		} else {
+			g, err = s.leases.Renew(ctx, mb.room.name, m.Target, c.client, m.Token, ttl)
+		}
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
+	case MsgUnlock:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		if err := s.leases.Release(ctx, mb.room.name, m.Target, c.client, m.Token); err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room, Target: m.Target})
+	case MsgPresent:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		g, err := s.leases.Acquire(ctx, mb.room.name, targetPresenter, c.client, s.opts.PresenterTTL)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
+	case MsgUnpresent:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		g, ok, err := s.leases.Get(ctx, mb.room.name, targetPresenter)
+		if err == nil && ok && g.Holder == c.client {
+			err = s.leases.Release(ctx, mb.room.name, targetPresenter, c.client, g.Token)
+		}
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
+	case MsgFrame:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		mb.room.presenterFrame(c, m)
+	case MsgPresence:
+		mb, err := c.member(m.Room)
+		if err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		out := &Msg{T: MsgPresence, Room: m.Room, Client: c.client, Name: c.name, Payload: m.Payload, Sent: m.Sent}
+		s.broadcast(mb.room, out, c)
+	case MsgHello:
+		c.replyErr(m.ID, badInput("hello", "", "hello was already received"))
+	default:
+		c.replyErr(m.ID, badInput("message", "t", fmt.Sprintf("unknown message type %q", m.T)))
+	}
+}
+
+// checkTarget validates a lock target sent by a client.
+func checkTarget(t string) error {
+	if t == targetTrajectory {
+		return nil
+	}
+	if len(t) > len(targetFramePref) && t[:len(targetFramePref)] == targetFramePref && isFrameID(t[len(targetFramePref):]) {
+		return nil
+	}
+	if t == targetPresenter {
+		return badInput("lock", "target", "use present/unpresent for the presenter token")
+	}
+	return badInput("lock", "target", fmt.Sprintf("%q is not a lock target: trajectory or frame:<16 hex digit frame ID>", t))
+}
+
+func ttlOf(ms int64) (time.Duration, error) {
+	if ms == 0 {
+		return defaultTTL, nil
+	}
+	ttl := time.Duration(ms) * time.Millisecond
+	if ttl < minTTL || ttl > maxTTL {
+		return 0, badInput("lock", "ttl_ms", fmt.Sprintf("%d ms is outside %v..%v", ms, minTTL, maxTTL))
+	}
+	return ttl, nil
+}
+
+// join adds the connection to a room and starts syncing its documents.
+func (c *conn) join(m *Msg) {
+	r, err := c.srv.room(m.Room)
+	if err != nil {
+		c.replyErr(m.ID, err)
+		return
+	}
+	c.mu.Lock()
+	if _, ok := c.rooms[r]; ok {
+		c.mu.Unlock()
+		info, _ := r.info()
+		c.reply(&Msg{T: MsgJoined, ID: m.ID, Room: r.name, Info: info})
+		return
+	}
+	mb := &member{room: r, c: c}
+	mb.trajSess = crdt.NewSession(r.traj.Doc(), &crdt.SessionOptions{Accept: crdt.RefuseNew})
+	mb.stateSess = crdt.NewSession(r.state.Doc(), nil)
+	c.rooms[r] = mb
+	c.mu.Unlock()
+	r.membersMu.Lock()
+	deleted := r.members == nil
+	if !deleted {
+		r.members[c] = mb
+	}
+	r.membersMu.Unlock()
+	if deleted {
+		c.mu.Lock()
+		delete(c.rooms, r)
+		c.mu.Unlock()
+		c.replyErr(m.ID, &framesync.Error{Kind: framesync.NotFound, Op: "join", Msg: fmt.Sprintf("room %q was deleted", r.name)})
+		return
+	}
+	info, err := r.info()
+	if err != nil {
+		c.replyErr(m.ID, err)
+		return
+	}
+	c.reply(&Msg{T: MsgJoined, ID: m.ID, Room: r.name, Info: info})
+	c.srv.broadcast(r, &Msg{T: MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "joined"}, c)
+	mb.flush()
+}
+
+// leaveRoom removes the connection from room r.
+func (c *conn) leaveRoom(r *room) {
+	c.mu.Lock()
+	_, ok := c.rooms[r]
+	delete(c.rooms, r)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.membersMu.Lock()
+	if r.members != nil {
+		delete(r.members, c)
+	}
+	r.membersMu.Unlock()
+	c.srv.broadcast(r, &Msg{T: MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "left"}, c)
+}
+
+// cleanup runs once the connection is gone: it leaves every room and, if
+// this was the client's last connection, releases its leases.
+func (c *conn) cleanup() {
+	s := c.srv
+	c.mu.Lock()
+	rooms := make([]*room, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	c.mu.Unlock()
+	for _, r := range rooms {
+		c.leaveRoom(r)
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.holders[c.client]--
+	last := s.holders[c.client] == 0
+	if last {
+		delete(s.holders, c.client)
+	}
+	s.mu.Unlock()
+	if last {
+		if _, err := s.leases.ReleaseHolder(context.Background(), c.client); err != nil {
+			s.log.Error("release leases of disconnected client", "client", c.client, "err", err)
+		}
+	}
+}
+
+// receive applies a sync message of the client for one of the room's
+// documents, persists what changed and lets the other members know.
+func (mb *member) receive(doc string, data []byte) error {
+	r := mb.room
+	mb.mu.Lock()
+	var err error
+	switch doc {
+	case DocTrajectory:
+		err = mb.trajSess.Receive(data)
+		if errors.Is(err, framesync.Forbidden) {
+			err = &framesync.Error{Kind: framesync.Forbidden, Op: "sync trajectory", Msg: "the trajectory document is written only by the hub: commit over HTTP instead; nothing was applied", Err: err}
+		}
+	case DocState:
+		before := r.state.Heads()
+		err = mb.stateSess.Receive(data)
+		if err == nil && !before.Equal(r.state.Heads()) {
+			if perr := r.persistState(); perr != nil {
+				r.srv.log.Error("persist state", "room", r.name, "err", perr)
+			}
+			r.markChanged()
+			r.srv.pokeSync(r)
+		}
+	default:
+		err = badInput("sync", "doc", fmt.Sprintf("unknown document %q: trajectory or state", doc))
+	}
+	mb.mu.Unlock()
+	mb.flush()
+	return err
+}
+
+// flush sends every sync message the sessions have for the client.
+func (mb *member) flush() {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	for _, d := range []struct {
+		name string
+		s    *crdt.Session
+	}{{DocTrajectory, mb.trajSess}, {DocState, mb.stateSess}} {
+		for {
+			msg, ok := d.s.Next()
+			if !ok {
+				break
+			}
+			mb.c.reply(&Msg{T: MsgSync, Room: mb.room.name, Doc: d.name, Data: msg})
+		}
+	}
+}
