@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -427,4 +428,96 @@ func TestSlowClientDropped(t *testing.T) {
 	// fast still gets messages.
 	talker.Send(&relay.Msg{T: relay.MsgPresence, Room: "default", Payload: map[string]any{"last": true}})
 	fast.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgPresence && m.Payload["last"] == true }, 10*time.Second)
+}
+
+func TestReadPaths(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	a := h.Dial("a", "")
+	join(t, a, "default")
+	res := seed(t, h, a, "default", 5, 3)
+
+	// A range of frames with field selection, as one msgpack array.
+	code, body := h.Do("GET", "/api/rooms/default/frames?start=1&stop=4&data=positions", nil)
+	if code != 200 {
+		t.Fatalf("range: %d %s", code, body)
+	}
+	var raw []msgpack.RawMessage
+	if err := msgpack.Unmarshal(body, &raw); err != nil || len(raw) != 3 {
+		t.Fatalf("range: %d frames, %v", len(raw), err)
+	}
+	for i, r := range raw {
+		f, err := framesync.DecodeFrame(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := testFrame(3, float64(i+1)).Positions
+		if !f.Positions.Equal(want) || len(f.Fields()) != 1 {
+			t.Fatalf("range frame %d: %v", i, f.Fields())
+		}
+	}
+	// Negative index, JSON.
+	var j map[string]any
+	if code := h.JSON("GET", "/api/rooms/default/frames/-1?format=json", nil, &j); code != 200 {
+		t.Fatalf("json frame: %d", code)
+	}
+	pos := j["positions"].([]any)
+	if len(pos) != 3 || pos[1].([]any)[0] != float64(4+1) || j["pbc"].([]any)[2] != false {
+		t.Fatalf("json frame: %v", j)
+	}
+	// A frame version is immutable: ETag and 304.
+	resp, err := http.Get(h.URL + "/api/rooms/default/frames/" + res.Frames[2].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if etag == "" || resp.Header.Get("X-Frame-Index") != "2" || resp.Header.Get("X-Frame-Hash") != res.Frames[2].Hash {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	if code, _ := h.Do("GET", "/api/rooms/default/frames/"+res.Frames[2].ID, nil, "If-None-Match", etag); code != http.StatusNotModified {
+		t.Fatalf("If-None-Match: %d", code)
+	}
+	// A room copied from another shares its blobs.
+	n := blobCount(t, h.Blobs)
+	if code := h.JSON("POST", "/api/rooms", map[string]string{"name": "copy", "from": "default"}, nil); code != 201 {
+		t.Fatalf("copy: %d", code)
+	}
+	if code := h.JSON("POST", "/api/rooms", map[string]string{"name": "copy"}, nil); code != 409 {
+		t.Fatalf("create existing room: %d", code)
+	}
+	var ch relay.Changes
+	h.JSON("GET", "/api/rooms/copy/changes", nil, &ch)
+	if len(ch.Frames) != 5 || ch.Frames[0] != res.Frames[0] || blobCount(t, h.Blobs) != n {
+		t.Fatalf("copy: %+v, blobs %d -> %d", ch.Frames, n, blobCount(t, h.Blobs))
+	}
+	// Room info and metrics.
+	var info relay.RoomInfo
+	h.JSON("GET", "/api/rooms/default", nil, &info)
+	if info.Frames != 5 || len(info.Members) != 1 || info.Members[0].Client != "a" {
+		t.Fatalf("info %+v", info)
+	}
+	code, body = h.Do("GET", "/metrics", nil)
+	if code != 200 || !bytes.Contains(body, []byte(`framesync_commits_total{op="extend"} 1`)) || !bytes.Contains(body, []byte("framesync_ws_connections 1")) {
+		t.Fatalf("metrics: %d %.400s", code, body)
+	}
+	if code, _ := h.Do("GET", "/healthz", nil); code != 200 {
+		t.Fatal("healthz")
+	}
+}
+
+func TestHelloRequired(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	ws, _, err := websocket.DefaultDialer.Dial(h.WSURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	b, _ := msgpack.Marshal(&relay.Msg{T: relay.MsgJoin, Room: "default"})
+	ws.WriteMessage(websocket.BinaryMessage, b)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != relay.CloseBadHello || !strings.Contains(ce.Text, "hello") {
+		t.Fatalf("join before hello: %v", err)
+	}
 }

@@ -366,6 +366,9 @@ func (s *Server) deleteRoom(name string) error {
 	for _, c := range r.memberConns() {
 		c.leaveRoom(r)
 	}
+	r.membersMu.Lock()
+	r.members = nil // a join racing with the deletion sees it
+	r.membersMu.Unlock()
 	if err := s.leases.DropRoom(context.Background(), name); err != nil {
 		s.log.Warn("drop leases of deleted room", "room", name, "err", err)
 	}

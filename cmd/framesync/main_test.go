@@ -52,7 +52,7 @@ func TestFrameShow(t *testing.T) {
 		t.Fatalf("truncated frame: exit %d, stderr %q", code, errs)
 	}
 	// Usage errors exit 2.
-	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"frame", "show", "--data", "a,,b", golden}} {
+	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"hub", "--log-format", "xml"}, {"hub", "--log-level", "loud"}, {"hub", "--redis-url", "redis://x"}, {"frame", "show", "--data", "a,,b", golden}} {
 		if code, _, errs := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
 		}
@@ -88,6 +88,15 @@ func TestHubHealth(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "blobs")); err != nil {
 		t.Fatalf("blob store not created under the data directory: %v", err)
 	}
+	// The hub serves rooms: the default room exists.
+	resp, err = http.Get("http://" + addr + "/api/rooms/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("default room: %d", resp.StatusCode)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -96,5 +105,11 @@ func TestHubHealth(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("hub did not stop")
+	}
+	// A graceful stop saved the room documents and the hub identity.
+	for _, name := range []string{"hub.json", "rooms/default/trajectory.am", "rooms/default/state.am"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("after shutdown: %v", err)
+		}
 	}
 }
