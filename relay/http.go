@@ -41,22 +41,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/ws", s.handleWS)
-	mux.HandleFunc("GET /api/rooms", s.handleListRooms)
-	mux.HandleFunc("POST /api/rooms", s.handleCreateRoom)
-	mux.HandleFunc("GET /api/rooms/{room}", s.handleRoomInfo)
-	mux.HandleFunc("DELETE /api/rooms/{room}", s.handleDeleteRoom)
-	mux.HandleFunc("GET /api/rooms/{room}/frames", s.handleFrameRange)
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}", s.handleFrame)
-	mux.HandleFunc("PUT /api/rooms/{room}/frames/{ref}", s.handlePutFrame)
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/manifest", s.handleManifest)
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/history", s.handleHistory)
-	mux.HandleFunc("POST /api/rooms/{room}/commit", s.handleCommit)
-	mux.HandleFunc("GET /api/rooms/{room}/changes", s.handleChanges)
-	mux.HandleFunc("GET /api/rooms/{room}/docs/{doc}", s.handleSnapshot)
-	mux.HandleFunc("GET /api/blobs/{hash}", s.handleGetBlob)
-	mux.HandleFunc("HEAD /api/blobs/{hash}", s.handleGetBlob)
-	mux.HandleFunc("PUT /api/blobs/{hash}", s.handlePutBlob)
-	mux.HandleFunc("POST /api/blobs/missing", s.handleMissing)
+	mux.HandleFunc("GET /api/rooms", s.api(s.handleListRooms))
+	mux.HandleFunc("POST /api/rooms", s.api(s.handleCreateRoom))
+	mux.HandleFunc("GET /api/rooms/{room}", s.api(s.handleRoomInfo))
+	mux.HandleFunc("DELETE /api/rooms/{room}", s.api(s.handleDeleteRoom))
+	mux.HandleFunc("GET /api/rooms/{room}/frames", s.api(s.handleFrameRange))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}", s.api(s.handleFrame))
+	mux.HandleFunc("PUT /api/rooms/{room}/frames/{ref}", s.api(s.handlePutFrame))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/manifest", s.api(s.handleManifest))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/history", s.api(s.handleHistory))
+	mux.HandleFunc("POST /api/rooms/{room}/commit", s.api(s.handleCommit))
+	mux.HandleFunc("GET /api/rooms/{room}/changes", s.api(s.handleChanges))
+	mux.HandleFunc("GET /api/rooms/{room}/docs/{doc}", s.api(s.handleSnapshot))
+	mux.HandleFunc("GET /api/blobs/{hash}", s.api(s.handleGetBlob))
+	mux.HandleFunc("HEAD /api/blobs/{hash}", s.api(s.handleGetBlob))
+	mux.HandleFunc("PUT /api/blobs/{hash}", s.api(s.handlePutBlob))
+	mux.HandleFunc("POST /api/blobs/missing", s.api(s.handleMissing))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -185,13 +185,13 @@ func queryInt(r *http.Request, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-func (s *Server) handleListRooms(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleListRooms(w http.ResponseWriter, r *http.Request) error {
 	since, err := queryInt(r, "since", -1)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, s.listRooms(since))
+	return nil
 }
 
 // CreateRoomRequest is the body of POST /api/rooms.
@@ -202,48 +202,45 @@ type CreateRoomRequest struct {
 	From string `json:"from,omitempty" msgpack:"from,omitempty"`
 }
 
-func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) error {
 	var req CreateRoomRequest
 	if err := decodeBody(w, r, 1<<16, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	rm, err := s.createRoom(req.Name, req.From)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	s.log.Info("room created", "room", req.Name, "from", req.From)
 	info, err := rm.info()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, info)
+	return nil
 }
 
-func (s *Server) handleRoomInfo(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRoomInfo(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	info, err := rm.info()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, info)
+	return nil
 }
 
-func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("room")
 	if err := s.deleteRoom(name); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	s.log.Info("room deleted", "room", name)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // frameSelection parses ?data=.
@@ -290,16 +287,14 @@ func setFrameHeaders(w http.ResponseWriter, ref FrameRef) {
 	w.Header().Set("X-Frame-Hash", ref.Hash)
 }
 
-func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) error {
 	_, ref, err := s.frameHash(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	sel, err := frameSelection(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	h := framesync.MustParseHash(ref.Hash)
 	setFrameHeaders(w, ref)
@@ -312,20 +307,20 @@ func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", etag)
 	if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return nil
 	}
 	if wantsJSON(r) {
 		s.writeFrameJSON(w, r, h, sel)
-		return
+		return nil
 	}
 	var buf bytes.Buffer
 	if _, err := s.writeFrame(r.Context(), &buf, h, sel); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", ContentMsgpack)
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	buf.WriteTo(w)
+	return nil
 }
 
 func (s *Server) writeFrameJSON(w http.ResponseWriter, r *http.Request, h framesync.Hash, sel []string) {
@@ -362,27 +357,23 @@ func (s *Server) writeFrameJSON(w http.ResponseWriter, r *http.Request, h frames
 
 // handleFrameRange serves frames [start, stop) as one msgpack array (or a
 // JSON array when asked).
-func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	sel, err := frameSelection(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	n, _ := rm.traj.Len()
 	start, err := queryInt(r, "start", 0)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	stop, err := queryInt(r, "stop", int64(n))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if start < 0 {
 		start += int64(n)
@@ -395,13 +386,11 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
 		stop = start
 	}
 	if stop-start > maxRange {
-		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "frame range", Msg: fmt.Sprintf("%d frames asked for; at most %d per request", stop-start, maxRange)})
-		return
+		return &framesync.Error{Kind: framesync.TooLarge, Op: "frame range", Msg: fmt.Sprintf("%d frames asked for; at most %d per request", stop-start, maxRange)}
 	}
 	entries, err := rm.traj.Entries()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if stop > int64(len(entries)) { // frames deleted since Len
 		stop = int64(len(entries))
@@ -419,8 +408,7 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
 				f, err = f.Select(sel...)
 			}
 			if err != nil {
-				s.writeError(w, r, err)
-				return
+				return err
 			}
 			for _, name := range f.Fields() {
 				if v, ok := f.Field(name); ok {
@@ -430,18 +418,16 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if total > maxJSONFrameBytes {
-				s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "frames as JSON", Msg: fmt.Sprintf("range is over %d bytes: ask for msgpack, fewer frames or fewer fields", maxJSONFrameBytes)})
-				return
+				return &framesync.Error{Kind: framesync.TooLarge, Op: "frames as JSON", Msg: fmt.Sprintf("range is over %d bytes: ask for msgpack, fewer frames or fewer fields", maxJSONFrameBytes)}
 			}
 			j, err := frameJSON(f)
 			if err != nil {
-				s.writeError(w, r, err)
-				return
+				return err
 			}
 			out = append(out, j)
 		}
 		writeJSON(w, http.StatusOK, out)
-		return
+		return nil
 	}
 	// Assemble the first frame before answering, so that a bad request gets
 	// an error status; later failures cut the response short.
@@ -452,33 +438,31 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) {
 	for i, e := range entries {
 		if _, err := s.writeFrame(r.Context(), &buf, e.Hash, sel); err != nil {
 			if i == 0 {
-				s.writeError(w, r, err)
-				return
+				return err
 			}
 			s.log.Error("frame range cut short", "room", rm.name, "frame", e.ID, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 		if buf.Len() >= 1<<20 || i == len(entries)-1 {
 			if _, err := buf.WriteTo(w); err != nil {
-				return
+				return nil
 			}
 		}
 	}
 	if len(entries) == 0 {
 		buf.WriteTo(w)
 	}
+	return nil
 }
 
-func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	_, ref, err := s.frameHash(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	m, err := s.manifest(r.Context(), framesync.MustParseHash(ref.Hash))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	setFrameHeaders(w, ref)
 	fields := make(map[string]string, len(m))
@@ -488,11 +472,12 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"id": ref.ID, "index": ref.Index, "version": ref.Version, "hash": ref.Hash, "fields": fields}
 	if wantsJSON(r) || r.URL.Query().Get("format") == "" && !strings.Contains(r.Header.Get("Accept"), "msgpack") {
 		writeJSON(w, http.StatusOK, out)
-		return
+		return nil
 	}
 	b, _ := msgpack.Marshal(out)
 	w.Header().Set("Content-Type", ContentMsgpack)
 	w.Write(b)
+	return nil
 }
 
 // HistoryEntry is one version in GET .../history.
@@ -503,107 +488,96 @@ type HistoryEntry struct {
 	Author  string    `json:"author"`
 }
 
-func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	e, i, err := rm.resolveFrame(r.PathValue("ref"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	hist, err := rm.traj.History(e.ID)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	out := make([]HistoryEntry, len(hist))
 	for j, h := range hist {
 		out[j] = HistoryEntry{Version: h.Version, Hash: h.Hash.String(), Time: h.Time, Author: h.Author}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": e.ID, "index": i, "version": e.Version, "history": out})
+	return nil
 }
 
-func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	var req CommitRequest
 	if err := decodeBody(w, r, s.opts.MaxUpload, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	res, err := s.commit(r.Context(), rm, &req)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // handlePutFrame replaces a frame with the msgpack frame in the body:
 // ?base=<version>&token=<fencing token>.
-func (s *Server) handlePutFrame(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePutFrame(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	req := CommitRequest{Op: OpReplace, Frame: r.PathValue("ref"), Target: r.URL.Query().Get("target")}
 	if req.Token, err = queryInt(r, "token", 0); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if r.URL.Query().Has("base") {
 		b, err := queryInt(r, "base", 0)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		req.Base = &b
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxUpload))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	req.Frames = []msgpack.RawMessage{body}
 	res, err := s.commit(r.Context(), rm, &req)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
 }
 
-func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	since, err := queryInt(r, "since", -1)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	feed, err := rm.changes(since)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, feed)
+	return nil
 }
 
-func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	var b []byte
 	var heads string
@@ -613,13 +587,13 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	case DocState:
 		b, heads = rm.state.Save(), rm.state.Heads().String()
 	default:
-		s.writeError(w, r, badInput("snapshot", "doc", fmt.Sprintf("unknown document %q: trajectory or state", r.PathValue("doc"))))
-		return
+		return badInput("snapshot", "doc", fmt.Sprintf("unknown document %q: trajectory or state", r.PathValue("doc")))
 	}
 	w.Header().Set("Content-Type", ContentAM)
 	w.Header().Set("X-Automerge-Heads", heads)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Write(b)
+	return nil
 }
 
 func parseHashParam(r *http.Request) (framesync.Hash, error) {
@@ -635,17 +609,15 @@ func parseHashParam(r *http.Request) (framesync.Hash, error) {
 // end, the response is cut short so the client never takes them for whole.
 const streamVerifiedLimit = 64 << 20
 
-func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) error {
 	h, err := parseHashParam(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	etag := `"` + h.Hex() + `"`
 	info, err := s.blobs.Stat(r.Context(), h)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	hd := w.Header()
 	hd.Set("ETag", etag)
@@ -653,11 +625,11 @@ func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Type", "application/octet-stream")
 	if r.Header.Get("If-None-Match") == etag {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return nil
 	}
 	hd.Set("Content-Length", strconv.FormatInt(info.Size, 10))
 	if r.Method == http.MethodHead {
-		return
+		return nil
 	}
 	if info.Size <= streamVerifiedLimit {
 		b, err := s.blob(r.Context(), h)
@@ -665,18 +637,16 @@ func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) {
 			hd.Del("Content-Length")
 			hd.Del("ETag")
 			hd.Del("Cache-Control")
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		w.Write(b)
 		s.metrics.blobBytesOut.Add(float64(len(b)))
-		return
+		return nil
 	}
 	rc, _, err := s.blobs.Get(r.Context(), h)
 	if err != nil {
 		hd.Del("Content-Length")
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	n, err := io.Copy(w, rc)
@@ -685,6 +655,7 @@ func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("blob read failed mid-stream", "blob", h, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }
 
 // BlobPut answers PUT /api/blobs/{hash}.
@@ -694,29 +665,27 @@ type BlobPut struct {
 	Created bool   `json:"created"` // false when the hub had it already
 }
 
-func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) error {
 	h, err := parseHashParam(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if r.ContentLength > s.opts.MaxUpload {
-		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "put blob", Msg: fmt.Sprintf("%d bytes is over the upload limit of %d bytes", r.ContentLength, s.opts.MaxUpload)})
-		return
+		return &framesync.Error{Kind: framesync.TooLarge, Op: "put blob", Msg: fmt.Sprintf("%d bytes is over the upload limit of %d bytes", r.ContentLength, s.opts.MaxUpload)}
 	}
 	if info, err := s.blobs.Stat(r.Context(), h); err == nil {
 		// Idempotent: drain nothing, the client may stop sending.
 		writeJSON(w, http.StatusOK, BlobPut{Hash: h.String(), Size: info.Size})
-		return
+		return nil
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)
 	info, err := s.blobs.Put(r.Context(), body, h)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	s.metrics.blobBytesIn.Add(float64(info.Size))
 	writeJSON(w, http.StatusCreated, BlobPut{Hash: h.String(), Size: info.Size, Created: true})
+	return nil
 }
 
 // MissingRequest is the body of POST /api/blobs/missing.
@@ -727,31 +696,38 @@ type MissingRequest struct {
 // maxMissing is the most hashes one missing-blobs request may ask about.
 const maxMissing = 100000
 
-func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) error {
 	var req MissingRequest
 	if err := decodeBody(w, r, 16<<20, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if len(req.Hashes) > maxMissing {
-		s.writeError(w, r, &framesync.Error{Kind: framesync.TooLarge, Op: "missing blobs", Msg: fmt.Sprintf("%d hashes; at most %d per request", len(req.Hashes), maxMissing)})
-		return
+		return &framesync.Error{Kind: framesync.TooLarge, Op: "missing blobs", Msg: fmt.Sprintf("%d hashes; at most %d per request", len(req.Hashes), maxMissing)}
 	}
 	missing := []string{}
 	for i, hs := range req.Hashes {
 		h, err := framesync.ParseHash(hs)
 		if err != nil {
-			s.writeError(w, r, wrapField(err, fmt.Sprintf("hashes[%d]", i)))
-			return
+			return wrapField(err, fmt.Sprintf("hashes[%d]", i))
 		}
 		ok, err := blobstore.Has(r.Context(), s.blobs, h)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		if !ok {
 			missing = append(missing, h.String())
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"missing": missing})
+	return nil
+}
+
+// api adapts a handler that returns its error to http.HandlerFunc; the
+// error is written as the JSON error response.
+func (s *Server) api(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
 }

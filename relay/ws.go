@@ -292,35 +292,35 @@ func (c *conn) member(name string) (*member, error) {
 	return nil, &framesync.Error{Kind: framesync.PreconditionFailed, Op: "room", Msg: fmt.Sprintf("join room %q first", name)}
 }
 
+// roomMessages are the message types that need the sender to be a member
+// of their room.
+var roomMessages = map[string]bool{
+	MsgLeave: true, MsgSync: true, MsgLock: true, MsgRenew: true, MsgUnlock: true,
+	MsgPresent: true, MsgUnpresent: true, MsgFrame: true, MsgPresence: true,
+}
+
 func (c *conn) handle(m *Msg) {
 	s := c.srv
 	ctx := s.ctx
+	var mb *member
+	if roomMessages[m.T] {
+		var err error
+		if mb, err = c.member(m.Room); err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+	}
 	switch m.T {
 	case MsgJoin:
 		c.join(m)
 	case MsgLeave:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		c.leaveRoom(mb.room)
 		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
 	case MsgSync:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		if err := mb.receive(m.Doc, m.Data); err != nil {
 			c.replyErr(m.ID, err)
 		}
 	case MsgLock, MsgRenew:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		if err := checkTarget(m.Target); err != nil {
 			c.replyErr(m.ID, err)
 			return
@@ -342,22 +342,12 @@ func (c *conn) handle(m *Msg) {
 		}
 		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
 	case MsgUnlock:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		if err := s.leases.Release(ctx, mb.room.name, m.Target, c.client, m.Token); err != nil {
 			c.replyErr(m.ID, err)
 			return
 		}
 		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room, Target: m.Target})
 	case MsgPresent:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		g, err := s.leases.Acquire(ctx, mb.room.name, targetPresenter, c.client, s.opts.PresenterTTL)
 		if err != nil {
 			c.replyErr(m.ID, err)
@@ -365,11 +355,6 @@ func (c *conn) handle(m *Msg) {
 		}
 		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
 	case MsgUnpresent:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		g, ok, err := s.leases.Get(ctx, mb.room.name, targetPresenter)
 		if err == nil && ok && g.Holder == c.client {
 			err = s.leases.Release(ctx, mb.room.name, targetPresenter, c.client, g.Token)
@@ -380,18 +365,8 @@ func (c *conn) handle(m *Msg) {
 		}
 		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
 	case MsgFrame:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		mb.room.presenterFrame(c, m)
 	case MsgPresence:
-		mb, err := c.member(m.Room)
-		if err != nil {
-			c.replyErr(m.ID, err)
-			return
-		}
 		out := &Msg{T: MsgPresence, Room: m.Room, Client: c.client, Name: c.name, Payload: m.Payload, Sent: m.Sent}
 		s.broadcast(mb.room, out, c)
 	case MsgHello:
