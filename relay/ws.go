@@ -51,7 +51,7 @@ type conn struct {
 	client string
 	name   string
 
-	send chan *websocket.PreparedMessage // to the writer; never closed
+	out  sendQueue     // to the writer
 	quit chan struct{}                   // closed to stop the writer
 	done chan struct{}                   // closed when the connection is gone and cleaned up
 	once sync.Once
@@ -86,7 +86,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		srv:   s,
 		ws:    ws,
-		send:  make(chan *websocket.PreparedMessage, s.opts.SendQueue),
+		out:   sendQueue{max: s.opts.SendQueue, ready: make(chan struct{}, 1)},
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		rooms: map[*room]*member{},
@@ -193,16 +193,24 @@ func (c *conn) readLoop() {
 func (c *conn) writeLoop() {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
+	var batch []*websocket.PreparedMessage
 	for {
 		select {
-		case pm := <-c.send:
-			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WritePreparedMessage(pm); err != nil {
-				c.shutdown("write failed")
-				c.ws.Close()
-				return
+		case <-c.out.ready:
+			batch = c.out.take(batch[:0])
+			for i, pm := range batch {
+				c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+				if err := c.ws.WritePreparedMessage(pm); err != nil {
+					c.shutdown("write failed")
+					c.ws.Close()
+					return
+				}
+				batch[i] = nil
 			}
-			c.srv.metrics.wsOut.Inc()
+			c.srv.metrics.wsOut.Add(float64(len(batch)))
+			if cap(batch) > 64 {
+				batch = nil // do not keep a burst's buffer for an idle connection
+			}
 		case <-t.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				c.shutdown("ping failed")
@@ -238,15 +246,58 @@ func (c *conn) shutdown(why string) {
 	})
 }
 
+// sendQueue is a connection's bounded queue of outgoing messages. A slice
+// under a mutex rather than a buffered channel: an idle connection holds no
+// queue buffer at all, and the writer takes everything queued at once.
+type sendQueue struct {
+	max   int
+	ready chan struct{} // capacity 1: something was queued
+
+	mu sync.Mutex
+	q  []*websocket.PreparedMessage
+}
+
+// push queues pm; false if the queue is full.
+func (q *sendQueue) push(pm *websocket.PreparedMessage) bool {
+	q.mu.Lock()
+	if len(q.q) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.q = append(q.q, pm)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take moves everything queued to buf and returns it.
+func (q *sendQueue) take(buf []*websocket.PreparedMessage) []*websocket.PreparedMessage {
+	q.mu.Lock()
+	buf = append(buf, q.q...)
+	clear(q.q)
+	if cap(q.q) > 64 {
+		q.q = nil
+	} else {
+		q.q = q.q[:0]
+	}
+	q.mu.Unlock()
+	return buf
+}
+
 // enqueue hands a message to the writer. A full queue means the client is
 // too slow: it is dropped, never waited for.
 func (c *conn) enqueue(pm *websocket.PreparedMessage) {
-	select {
-	case c.send <- pm:
-	case <-c.quit:
-	default:
+	if !c.out.push(pm) {
+		select {
+		case <-c.quit:
+			return // already going
+		default:
+		}
 		c.srv.metrics.wsDropped.Inc()
-		c.srv.log.Warn("dropping slow client", "client", c.client, "queue", cap(c.send))
+		c.srv.log.Warn("dropping slow client", "client", c.client, "queue", c.out.max)
 		c.shutdown("too slow")
 		c.ws.UnderlyingConn().SetDeadline(time.Now().Add(time.Second))
 	}
