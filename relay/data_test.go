@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -519,5 +520,27 @@ func TestHelloRequired(t *testing.T) {
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != relay.CloseBadHello || !strings.Contains(ce.Text, "hello") {
 		t.Fatalf("join before hello: %v", err)
+	}
+}
+
+// TestUploadLimitWhileStreaming sends an oversized blob without a
+// Content-Length: the limit is enforced on the bytes as they arrive.
+func TestUploadLimitWhileStreaming(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{MaxUpload: 1 << 20})
+	b := make([]byte, 3<<20)
+	req, err := http.NewRequest("PUT", h.URL+"/api/blobs/"+framesync.Sum(b).String(), struct{ io.Reader }{bytes.NewReader(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err) // the hub answers before reading it all; the client copes
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked oversized put: %d", resp.StatusCode)
+	}
+	if n := blobCount(t, h.Blobs); n != 0 {
+		t.Fatalf("%d blobs stored", n)
 	}
 }
