@@ -289,7 +289,7 @@ func heldDetails(err error) map[string]any {
 
 // resolveFrame finds a frame by ID or by decimal index (negative from the end).
 func (r *room) resolveFrame(ref string) (crdt.Entry, int, error) {
-	const op = "frame"
+	const op = "" // the field name says it all
 	if ref == "" {
 		return crdt.Entry{}, 0, badInput(op, "frame", "missing frame ID or index")
 	}
