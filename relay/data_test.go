@@ -421,7 +421,9 @@ func TestSlowClientDropped(t *testing.T) {
 		seq++
 		payload["seq"] = seq
 		talker.Send(&relay.Msg{T: relay.MsgPresence, Room: "default", Payload: payload})
-		fast.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgPresence && fmt.Sprint(m.Payload["seq"]) == fmt.Sprint(seq) }, 5*time.Second)
+		fast.Wait(func(m *relay.Msg) bool {
+			return m.T == relay.MsgPresence && fmt.Sprint(m.Payload["seq"]) == fmt.Sprint(seq)
+		}, 5*time.Second)
 		var info relay.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
 		return len(info.Members) == 2

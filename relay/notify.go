@@ -3,8 +3,6 @@ package relay
 import (
 	"context"
 
-	"github.com/gorilla/websocket"
-
 	"framesync/relay/lease"
 )
 
@@ -23,17 +21,34 @@ const maxFrameNotes = 64
 // broadcast sends m to every member of r except one (nil for none). The
 // message is encoded once.
 func (s *Server) broadcast(r *room, m *Msg, except *conn) {
-	var pm *websocket.PreparedMessage
+	s.broadcastFunc(r, m, func(c *conn) bool { return c != except })
+}
+
+// broadcastFunc sends m to the members of r for which to returns true. A
+// message for one receiver is sent as plain bytes; one for many is framed
+// once and shared.
+func (s *Server) broadcastFunc(r *room, m *Msg, to func(*conn) bool) {
 	r.membersMu.Lock()
 	defer r.membersMu.Unlock()
+	n := 0
+	var one *conn
 	for c := range r.members {
-		if c == except {
-			continue
+		if to(c) {
+			n++
+			one = c
 		}
-		if pm == nil {
-			pm = prepare(m)
+	}
+	switch {
+	case n == 0:
+	case n == 1:
+		one.enqueue(outMsg{b: encodeOut(m)})
+	default:
+		o := shared(m)
+		for c := range r.members {
+			if to(c) {
+				c.enqueue(o)
+			}
 		}
-		c.enqueue(pm)
 	}
 }
 
@@ -137,6 +152,12 @@ func (s *Server) leaseEvents(events <-chan lease.Event) {
 			}
 		} else {
 			m.T = MsgLockState
+		}
+		if ev.Kind == lease.Acquired || ev.Kind == lease.Renewed || ev.Kind == lease.Released {
+			// The holder asked for it and has its reply; tell the others.
+			holder := ev.Grant.Holder
+			s.broadcastFunc(r, m, func(c *conn) bool { return c.client != holder })
+			continue
 		}
 		s.broadcast(r, m, nil)
 	}

@@ -199,7 +199,9 @@ func TestTwoClientsEditAndConverge(t *testing.T) {
 	}
 
 	// B is told, fetches only the fields that changed, and converges.
-	note := b.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgFrameUpdated && m.Frame == f3.ID && m.State == relay.OpPatch }, 5*time.Second)
+	note := b.Wait(func(m *relay.Msg) bool {
+		return m.T == relay.MsgFrameUpdated && m.Frame == f3.ID && m.State == relay.OpPatch
+	}, 5*time.Second)
 	if note.Version != 2 || *note.Index != 3 || note.Hash != cr.Frames[0].Hash || note.Gen != cr.Generation {
 		t.Fatalf("notification %+v, commit %+v", note, cr)
 	}

@@ -52,8 +52,8 @@ type conn struct {
 	name   string
 
 	out  sendQueue     // to the writer
-	quit chan struct{}                   // closed to stop the writer
-	done chan struct{}                   // closed when the connection is gone and cleaned up
+	quit chan struct{} // closed to stop the writer
+	done chan struct{} // closed when the connection is gone and cleaned up
 	once sync.Once
 	why  atomic.Pointer[string] // close reason, set once
 
@@ -91,7 +91,21 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		done:  make(chan struct{}),
 		rooms: map[*room]*member{},
 	}
-	c.serve()
+	// Serve on a goroutine of our own and return: the net/http goroutine
+	// and what it holds (its stack, the hijacked connection's buffers) are
+	// freed, which keeps an idle connection small.
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+	}()
 }
 
 // serve runs the connection: hello, then the read loop; the writer runs in
@@ -193,19 +207,25 @@ func (c *conn) readLoop() {
 func (c *conn) writeLoop() {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
-	var batch []*websocket.PreparedMessage
+	var batch []outMsg
 	for {
 		select {
 		case <-c.out.ready:
 			batch = c.out.take(batch[:0])
-			for i, pm := range batch {
+			for i, o := range batch {
 				c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := c.ws.WritePreparedMessage(pm); err != nil {
+				var err error
+				if o.pm != nil {
+					err = c.ws.WritePreparedMessage(o.pm)
+				} else {
+					err = c.ws.WriteMessage(websocket.BinaryMessage, o.b)
+				}
+				if err != nil {
 					c.shutdown("write failed")
 					c.ws.Close()
 					return
 				}
-				batch[i] = nil
+				batch[i] = outMsg{}
 			}
 			c.srv.metrics.wsOut.Add(float64(len(batch)))
 			if cap(batch) > 64 {
@@ -254,17 +274,17 @@ type sendQueue struct {
 	ready chan struct{} // capacity 1: something was queued
 
 	mu sync.Mutex
-	q  []*websocket.PreparedMessage
+	q  []outMsg
 }
 
 // push queues pm; false if the queue is full.
-func (q *sendQueue) push(pm *websocket.PreparedMessage) bool {
+func (q *sendQueue) push(o outMsg) bool {
 	q.mu.Lock()
 	if len(q.q) >= q.max {
 		q.mu.Unlock()
 		return false
 	}
-	q.q = append(q.q, pm)
+	q.q = append(q.q, o)
 	q.mu.Unlock()
 	select {
 	case q.ready <- struct{}{}:
@@ -274,7 +294,7 @@ func (q *sendQueue) push(pm *websocket.PreparedMessage) bool {
 }
 
 // take moves everything queued to buf and returns it.
-func (q *sendQueue) take(buf []*websocket.PreparedMessage) []*websocket.PreparedMessage {
+func (q *sendQueue) take(buf []outMsg) []outMsg {
 	q.mu.Lock()
 	buf = append(buf, q.q...)
 	clear(q.q)
@@ -289,8 +309,8 @@ func (q *sendQueue) take(buf []*websocket.PreparedMessage) []*websocket.Prepared
 
 // enqueue hands a message to the writer. A full queue means the client is
 // too slow: it is dropped, never waited for.
-func (c *conn) enqueue(pm *websocket.PreparedMessage) {
-	if !c.out.push(pm) {
+func (c *conn) enqueue(o outMsg) {
+	if !c.out.push(o) {
 		select {
 		case <-c.quit:
 			return // already going
@@ -303,19 +323,31 @@ func (c *conn) enqueue(pm *websocket.PreparedMessage) {
 	}
 }
 
-func prepare(m *Msg) *websocket.PreparedMessage {
+// outMsg is one queued message: encoded bytes for one receiver, or a
+// prepared message (framed once) shared by many.
+type outMsg struct {
+	pm *websocket.PreparedMessage
+	b  []byte
+}
+
+func encodeOut(m *Msg) []byte {
 	b, err := encodeMsg(m)
 	if err != nil {
 		panic(fmt.Sprintf("relay: encode %s: %v", m.T, err)) // our own message types always encode
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, b)
+	return b
+}
+
+// shared returns m as a message for many receivers.
+func shared(m *Msg) outMsg {
+	pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, encodeOut(m))
 	if err != nil {
 		panic(err)
 	}
-	return pm
+	return outMsg{pm: pm}
 }
 
-func (c *conn) reply(m *Msg) { c.enqueue(prepare(m)) }
+func (c *conn) reply(m *Msg) { c.enqueue(outMsg{b: encodeOut(m)}) }
 
 func (c *conn) replyErr(id uint64, err error) {
 	k, body := errorBody(err)
