@@ -51,11 +51,14 @@ type conn struct {
 	client string
 	name   string
 
-	out  sendQueue     // to the writer
-	quit chan struct{} // closed to stop the writer
-	done chan struct{} // closed when the connection is gone and cleaned up
-	once sync.Once
-	why  atomic.Pointer[string] // close reason, set once
+	out    sendQueue     // to the writer
+	wdone  chan struct{} // closed when the writer has stopped for good
+	quit   chan struct{} // closed when the connection starts shutting down
+	done   chan struct{} // closed when the connection is gone and cleaned up
+	once   sync.Once
+	why    atomic.Pointer[string]     // close reason, set once
+	pinger atomic.Pointer[time.Timer] // keepalive
+	joined bool                       // hello done and counted in srv.holders; guarded by srv.mu
 
 	mu    sync.Mutex // guards rooms
 	rooms map[*room]*member
@@ -86,20 +89,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		srv:   s,
 		ws:    ws,
-		out:   sendQueue{max: s.opts.SendQueue, ready: make(chan struct{}, 1)},
+		out:   sendQueue{max: s.opts.SendQueue},
+		wdone: make(chan struct{}),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		rooms: map[*room]*member{},
 	}
 	// Serve on a goroutine of our own and return: the net/http goroutine
 	// and what it holds (its stack, the hijacked connection's buffers) are
-	// freed, which keeps an idle connection small.
+	// freed, which keeps an idle connection small. The connection is
+	// registered before hello so that Close stops it in any phase.
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		ws.Close()
 		return
 	}
+	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -108,8 +114,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// serve runs the connection: hello, then the read loop; the writer runs in
-// its own goroutine. It returns when the connection is gone.
+// serve runs the connection: hello, then the read loop. Writes happen on
+// a short-lived goroutine started when something is queued (see drain), so
+// an idle connection costs one goroutine. serve returns when the
+// connection is gone.
 func (c *conn) serve() {
 	s := c.srv
 	defer close(c.done)
@@ -117,34 +125,49 @@ func (c *conn) serve() {
 	c.ws.SetReadDeadline(time.Now().Add(helloTimeout))
 	if err := c.hello(); err != nil {
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseBadHello, truncate(err.Error(), 120)), time.Now().Add(time.Second))
-		c.ws.Close()
+		c.stop()
 		return
 	}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	s.holders[c.client]++
+	c.joined = true
+	s.mu.Unlock()
+	s.metrics.wsConns.Inc()
+	defer s.metrics.wsConns.Dec()
+	c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	c.pinger.Store(time.AfterFunc(pingInterval, c.ping))
+	c.reply(&Msg{T: MsgWelcome, Hub: s.hubID, Client: c.client, Version: ProtocolVersion})
+	c.readLoop()
+	c.stop()
+}
+
+// stop ends the connection once the reader is done: the writer sends the
+// close frame after what is queued, then everything is released.
+func (c *conn) stop() {
+	c.shutdown("")
+	<-c.wdone
+	if t := c.pinger.Load(); t != nil {
+		t.Stop()
+	}
+	c.ws.Close()
+	c.cleanup()
+}
+
+// ping sends a keepalive ping and re-arms itself. WriteControl may run
+// concurrently with the writer.
+func (c *conn) ping() {
+	select {
+	case <-c.quit:
+		return
+	default:
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		c.shutdown("ping failed")
 		c.ws.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
-	s.holders[c.client]++
-	s.mu.Unlock()
-	s.metrics.wsConns.Inc()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.writeLoop()
-	}()
-	c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
-	c.reply(&Msg{T: MsgWelcome, Hub: s.hubID, Client: c.client, Version: ProtocolVersion})
-	c.readLoop()
-	c.shutdown("")
-	wg.Wait()
-	c.ws.Close()
-	c.cleanup()
-	s.metrics.wsConns.Dec()
+	c.pinger.Load().Reset(pingInterval)
 }
 
 // hello reads and checks the first message.
@@ -203,62 +226,67 @@ func (c *conn) readLoop() {
 	}
 }
 
-// writeLoop is the connection's only writer.
-func (c *conn) writeLoop() {
-	t := time.NewTicker(pingInterval)
-	defer t.Stop()
+// drain is the connection's writer. It runs while the queue has messages
+// and exits when the queue is empty; push starts it again. Only one drain
+// runs at a time.
+func (c *conn) drain() {
 	var batch []outMsg
 	for {
-		select {
-		case <-c.out.ready:
-			batch = c.out.take(batch[:0])
-			for i, o := range batch {
-				c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-				var err error
-				if o.pm != nil {
-					err = c.ws.WritePreparedMessage(o.pm)
-				} else {
-					err = c.ws.WriteMessage(websocket.BinaryMessage, o.b)
-				}
+		batch = c.out.take(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		for i, o := range batch {
+			err := c.write(o)
+			if err != nil || o.close {
+				c.out.kill()
 				if err != nil {
 					c.shutdown("write failed")
 					c.ws.Close()
-					return
 				}
-				batch[i] = outMsg{}
-			}
-			c.srv.metrics.wsOut.Add(float64(len(batch)))
-			if cap(batch) > 64 {
-				batch = nil // do not keep a burst's buffer for an idle connection
-			}
-		case <-t.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.shutdown("ping failed")
-				c.ws.Close()
+				close(c.wdone)
 				return
 			}
-		case <-c.quit:
-			code, why := websocket.CloseNormalClosure, "bye"
-			if p := c.why.Load(); p != nil && *p != "" {
-				why = *p
-				if why == "too slow" {
-					code = CloseTooSlow
-				} else if why == "hub shutting down" {
-					code = websocket.CloseGoingAway
-				}
-			}
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, why), time.Now().Add(time.Second))
-			return
+			batch[i] = outMsg{}
 		}
+		c.srv.metrics.wsOut.Add(float64(len(batch)))
+	}
+}
+
+func (c *conn) write(o outMsg) error {
+	switch {
+	case o.close:
+		code, why := websocket.CloseNormalClosure, "bye"
+		if p := c.why.Load(); p != nil && *p != "" {
+			why = *p
+			if why == "too slow" {
+				code = CloseTooSlow
+			} else if why == "hub shutting down" {
+				code = websocket.CloseGoingAway
+			}
+		}
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, why), time.Now().Add(time.Second))
+		return nil
+	case o.pm != nil:
+		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		return c.ws.WritePreparedMessage(o.pm)
+	default:
+		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		return c.ws.WriteMessage(websocket.BinaryMessage, o.b)
 	}
 }
 
 // shutdown stops the connection: the writer sends a close frame with why
-// and the reader fails soon after.
+// after what is already queued (or at once, for a client too slow to read
+// its queue), and the reader fails soon after.
 func (c *conn) shutdown(why string) {
 	c.once.Do(func() {
 		c.why.Store(&why)
 		close(c.quit)
+		if why == "too slow" {
+			c.out.discard()
+		}
+		c.push(outMsg{close: true}, true)
 		if why != "" {
 			// Unblock the reader (and a writer stuck on a dead peer).
 			time.AfterFunc(2*time.Second, func() { c.ws.Close() })
@@ -270,47 +298,76 @@ func (c *conn) shutdown(why string) {
 // under a mutex rather than a buffered channel: an idle connection holds no
 // queue buffer at all, and the writer takes everything queued at once.
 type sendQueue struct {
-	max   int
-	ready chan struct{} // capacity 1: something was queued
+	max int
 
-	mu sync.Mutex
-	q  []outMsg
+	mu      sync.Mutex
+	q       []outMsg
+	writing bool // a drain goroutine is running
+	dead    bool // the writer stopped for good: nothing more is written
 }
 
-// push queues pm; false if the queue is full.
-func (q *sendQueue) push(o outMsg) bool {
+// push queues o (force: even over the limit) and starts the writer if it
+// is not running. False if the queue is full.
+func (c *conn) push(o outMsg, force bool) bool {
+	q := &c.out
 	q.mu.Lock()
-	if len(q.q) >= q.max {
+	if q.dead {
+		q.mu.Unlock()
+		return true // the connection is gone: drop silently
+	}
+	if len(q.q) >= q.max && !force {
 		q.mu.Unlock()
 		return false
 	}
 	q.q = append(q.q, o)
+	start := !q.writing
+	q.writing = true
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	if start {
+		go c.drain()
 	}
 	return true
 }
 
-// take moves everything queued to buf and returns it.
+// take moves everything queued to buf and returns it. When nothing is
+// queued the writer is marked stopped: the caller must exit.
 func (q *sendQueue) take(buf []outMsg) []outMsg {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.q) == 0 {
+		q.writing = false
+		return buf
+	}
 	buf = append(buf, q.q...)
 	clear(q.q)
 	if cap(q.q) > 64 {
-		q.q = nil
+		q.q = nil // do not keep a burst's buffer for an idle connection
 	} else {
 		q.q = q.q[:0]
 	}
-	q.mu.Unlock()
 	return buf
+}
+
+// discard drops everything queued.
+func (q *sendQueue) discard() {
+	q.mu.Lock()
+	clear(q.q)
+	q.q = nil
+	q.mu.Unlock()
+}
+
+// kill marks the writer stopped for good.
+func (q *sendQueue) kill() {
+	q.mu.Lock()
+	q.dead, q.writing = true, false
+	q.q = nil
+	q.mu.Unlock()
 }
 
 // enqueue hands a message to the writer. A full queue means the client is
 // too slow: it is dropped, never waited for.
 func (c *conn) enqueue(o outMsg) {
-	if !c.out.push(o) {
+	if !c.push(o, false) {
 		select {
 		case <-c.quit:
 			return // already going
@@ -326,8 +383,9 @@ func (c *conn) enqueue(o outMsg) {
 // outMsg is one queued message: encoded bytes for one receiver, or a
 // prepared message (framed once) shared by many.
 type outMsg struct {
-	pm *websocket.PreparedMessage
-	b  []byte
+	pm    *websocket.PreparedMessage
+	b     []byte
+	close bool // send the close frame and stop writing
 }
 
 func encodeOut(m *Msg) []byte {
@@ -558,10 +616,13 @@ func (c *conn) cleanup() {
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
-	s.holders[c.client]--
-	last := s.holders[c.client] == 0
-	if last {
-		delete(s.holders, c.client)
+	last := false
+	if c.joined {
+		s.holders[c.client]--
+		last = s.holders[c.client] == 0
+		if last {
+			delete(s.holders, c.client)
+		}
 	}
 	s.mu.Unlock()
 	if last {
