@@ -131,51 +131,62 @@ func (s *Server) loadFrame(ctx context.Context, h framesync.Hash, validate bool)
 	return f, nil
 }
 
-// writeFrame writes the msgpack encoding of the fields sel (all when empty)
-// of the frame with manifest h to w, copying blobs without decoding them.
-func (s *Server) writeFrame(ctx context.Context, w io.Writer, h framesync.Hash, sel []string) (int, error) {
+// encodedFrame is a frame's msgpack encoding as pieces: map headers and
+// field names between the cached blob bytes, so a download copies no field.
+type encodedFrame struct {
+	parts [][]byte
+	size  int
+}
+
+// encodeFrame prepares the msgpack encoding of the fields sel (all when
+// empty) of the frame whose manifest is blob h: a map of field name to
+// the field's encoded bytes, which is the frame codec's own layout.
+func (s *Server) encodeFrame(ctx context.Context, h framesync.Hash, sel []string) (*encodedFrame, error) {
 	m, err := s.manifest(ctx, h)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(sel) > 0 {
 		if m, err = m.Select(sel...); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	names := m.Fields()
-	parts := make([][]byte, len(names))
-	for i, name := range names {
-		if parts[i], err = s.blob(ctx, m[name]); err != nil {
-			return 0, fmt.Errorf("field %s: %w", name, err)
-		}
-	}
+	// The map header and field names in one buffer; parts slice into it.
 	var hdr bytes.Buffer
 	enc := msgpack.NewEncoder(&hdr)
-	n := 0
 	enc.EncodeMapLen(len(names))
+	ends := make([]int, len(names))
 	for i, name := range names {
 		enc.EncodeString(name)
-		if _, err := w.Write(hdr.Bytes()); err != nil {
-			return n, err
-		}
-		n += hdr.Len()
-		hdr.Reset()
-		k, err := w.Write(parts[i])
-		n += k
+		ends[i] = hdr.Len()
+	}
+	head := hdr.Bytes()
+	f := &encodedFrame{parts: make([][]byte, 0, 2*len(names)+1), size: len(head)}
+	if len(names) == 0 {
+		f.parts = append(f.parts, head)
+	}
+	start := 0
+	for i, name := range names {
+		b, err := s.blob(ctx, m[name])
 		if err != nil {
-			return n, err
+			return nil, fmt.Errorf("field %s: %w", name, err)
+		}
+		f.parts = append(f.parts, head[start:ends[i]], b)
+		f.size += len(b)
+		start = ends[i]
+	}
+	return f, nil
+}
+
+// writeTo writes the frame to w.
+func (f *encodedFrame) writeTo(w io.Writer) error {
+	for _, p := range f.parts {
+		if _, err := w.Write(p); err != nil {
+			return err
 		}
 	}
-	if hdr.Len() > 0 {
-		k, err := w.Write(hdr.Bytes())
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	s.metrics.blobBytesOut.Add(float64(n))
-	return n, nil
+	return nil
 }
 
 // frameJSON renders a frame as JSON-friendly values: arrays as nested

@@ -313,13 +313,15 @@ func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) error {
 		s.writeFrameJSON(w, r, h, sel)
 		return nil
 	}
-	var buf bytes.Buffer
-	if _, err := s.writeFrame(r.Context(), &buf, h, sel); err != nil {
+	f, err := s.encodeFrame(r.Context(), h, sel)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", ContentMsgpack)
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	buf.WriteTo(w)
+	w.Header().Set("Content-Length", strconv.Itoa(f.size))
+	if f.writeTo(w) == nil {
+		s.metrics.blobBytesOut.Add(float64(f.size))
+	}
 	return nil
 }
 
@@ -431,26 +433,30 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) error 
 	}
 	// Assemble the first frame before answering, so that a bad request gets
 	// an error status; later failures cut the response short.
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.EncodeArrayLen(len(entries))
+	var hdr bytes.Buffer
+	msgpack.NewEncoder(&hdr).EncodeArrayLen(len(entries))
 	w.Header().Set("Content-Type", ContentMsgpack)
 	for i, e := range entries {
-		if _, err := s.writeFrame(r.Context(), &buf, e.Hash, sel); err != nil {
+		f, err := s.encodeFrame(r.Context(), e.Hash, sel)
+		if err != nil {
 			if i == 0 {
 				return err
 			}
 			s.log.Error("frame range cut short", "room", rm.name, "frame", e.ID, "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		if buf.Len() >= 1<<20 || i == len(entries)-1 {
-			if _, err := buf.WriteTo(w); err != nil {
+		if i == 0 {
+			if _, err := w.Write(hdr.Bytes()); err != nil {
 				return nil
 			}
 		}
+		if f.writeTo(w) != nil {
+			return nil // the client went away
+		}
+		s.metrics.blobBytesOut.Add(float64(f.size))
 	}
 	if len(entries) == 0 {
-		buf.WriteTo(w)
+		w.Write(hdr.Bytes())
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"time"
 
 	"framesync/relay/lease"
 )
@@ -52,16 +53,20 @@ func (s *Server) broadcastFunc(r *room, m *Msg, to func(*conn) bool) {
 	}
 }
 
-// afterCommit tells the room's members about a commit: metadata only.
+// afterCommit tells the room's members about a commit: metadata only. A
+// commit of up to maxFrameNotes frames sends one frame_updated per frame,
+// each carrying the new generation and length; any other commit (delete,
+// move, a long extend) sends one generation message instead.
 func (s *Server) afterCommit(r *room, op string, res *CommitResult) {
-	if len(res.Frames) <= maxFrameNotes {
+	n := int64(res.Length)
+	if len(res.Frames) > 0 && len(res.Frames) <= maxFrameNotes {
 		for _, f := range res.Frames {
 			idx := int64(f.Index)
-			s.broadcast(r, &Msg{T: MsgFrameUpdated, Room: r.name, Frame: f.ID, Index: &idx, Version: f.Version, Hash: f.Hash, Gen: res.Generation, State: op}, nil)
+			s.broadcast(r, &Msg{T: MsgFrameUpdated, Room: r.name, Frame: f.ID, Index: &idx, Version: f.Version, Hash: f.Hash, Gen: res.Generation, Frames: &n, State: op}, nil)
 		}
+	} else {
+		s.broadcast(r, &Msg{T: MsgGeneration, Room: r.name, Gen: res.Generation, Frames: &n, State: op}, nil)
 	}
-	n := int64(res.Length)
-	s.broadcast(r, &Msg{T: MsgGeneration, Room: r.name, Gen: res.Generation, Frames: &n, State: op}, nil)
 	s.pokeSync(r)
 }
 
@@ -85,6 +90,9 @@ func (s *Server) pokeSync(r *room) {
 	}
 }
 
+// syncDelay is how long the sync loop gathers changes before a round.
+const syncDelay = 25 * time.Millisecond
+
 // syncLoop sends sync messages to the members of rooms whose documents
 // changed, off the commit path.
 func (s *Server) syncLoop(ctx context.Context) {
@@ -93,6 +101,15 @@ func (s *Server) syncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.syncPoke:
+		}
+		// Gather what changes in the next moment into one round, and let
+		// the notifications of a commit go out before its sync messages.
+		t := time.NewTimer(syncDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 		s.syncMu.Lock()
 		dirty := s.syncDirty
