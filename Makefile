@@ -40,7 +40,7 @@ staticcheck: ## staticcheck
 
 check: vet staticcheck test ## vet, staticcheck and tests
 
-bench: ## run the benchmarks (frame codec, blob store, room documents)
+bench: ## run the benchmarks (frame codec, blob store, room documents, hub)
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
