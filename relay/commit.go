@@ -6,24 +6,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"framesync"
 	"framesync/blobstore"
 	"framesync/crdt"
 	"framesync/relay/lease"
-)
-
-// Commit operations.
-const (
-	OpAppend  = "append"  // add frames at the end (lock: trajectory)
-	OpExtend  = "extend"  // same as append, for many frames
-	OpInsert  = "insert"  // add one frame at Index (lock: trajectory)
-	OpReplace = "replace" // new version of Frame (lock: frame:<id> or trajectory)
-	OpPatch   = "patch"   // new version of Frame with some fields changed (lock as replace)
-	OpRevert  = "revert"  // new version of Frame pointing at an earlier version's data (lock as replace)
-	OpDelete  = "delete"  // remove Frame (lock: trajectory)
-	OpMove    = "move"    // move Frame to Index (lock: trajectory)
+	"framesync/relay/wire"
 )
 
 // Lock targets.
@@ -32,50 +19,6 @@ const (
 	targetPresenter  = "presenter"
 	targetFramePref  = "frame:"
 )
-
-// CommitRequest is the body of POST /api/rooms/{room}/commit, in msgpack or
-// JSON. docs/protocol.md describes which fields each operation uses.
-type CommitRequest struct {
-	Op     string `json:"op" msgpack:"op"`
-	Token  int64  `json:"token" msgpack:"token"`                       // fencing token of the lock
-	Target string `json:"target,omitempty" msgpack:"target,omitempty"` // lock target; empty = the operation's default
-	// Frame names the frame to change: its ID, or its index as a decimal
-	// number (negative counts from the end).
-	Frame string `json:"frame,omitempty" msgpack:"frame,omitempty"`
-	Index *int64 `json:"index,omitempty" msgpack:"index,omitempty"` // insert position or move destination
-	// Base is the version of Frame the change was made against
-	// (replace, patch, revert). For structural operations it is optional
-	// and, when given, must equal the room's generation.
-	Base *int64 `json:"base,omitempty" msgpack:"base,omitempty"`
-	// Manifests name the new frames by the hash of their manifests, whose
-	// blobs are already uploaded. Alternatively Frames carries the frames
-	// themselves, msgpack-encoded (msgpack bodies only).
-	Manifests []string             `json:"manifests,omitempty" msgpack:"manifests,omitempty"`
-	Frames    []msgpack.RawMessage `json:"-" msgpack:"frames,omitempty"`
-	// Fields (patch) maps field names to the hashes of their new blobs.
-	Fields map[string]string `json:"fields,omitempty" msgpack:"fields,omitempty"`
-	// Remove (patch) lists fields to remove.
-	Remove []string `json:"remove,omitempty" msgpack:"remove,omitempty"`
-	// Version (revert) is the version whose data becomes the new version.
-	Version int64 `json:"version,omitempty" msgpack:"version,omitempty"`
-	// Author is recorded in the frame history; empty = the lock holder.
-	Author string `json:"author,omitempty" msgpack:"author,omitempty"`
-}
-
-// FrameRef is one frame in a commit result or change feed.
-type FrameRef struct {
-	ID      string `json:"id" msgpack:"id"`
-	Index   int    `json:"index" msgpack:"index"`
-	Version int64  `json:"version" msgpack:"version"`
-	Hash    string `json:"hash" msgpack:"hash"`
-}
-
-// CommitResult answers a successful commit.
-type CommitResult struct {
-	Generation int64      `json:"generation" msgpack:"generation"`
-	Frames     []FrameRef `json:"frames" msgpack:"frames"`
-	Length     int        `json:"length" msgpack:"length"`
-}
 
 // prepared is a commit whose data has been checked, before the room lock
 // is taken.
@@ -88,17 +31,17 @@ type prepared struct {
 // defaultTarget returns the lock target an operation needs by default.
 func defaultTarget(op, frameID string) string {
 	switch op {
-	case OpReplace, OpPatch, OpRevert:
+	case wire.OpReplace, wire.OpPatch, wire.OpRevert:
 		return targetFramePref + frameID
 	}
 	return targetTrajectory
 }
 
 // commit runs one commit request against room r.
-func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*CommitResult, error) {
+func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (*wire.CommitResult, error) {
 	const op = "commit"
 	switch req.Op {
-	case OpAppend, OpExtend, OpInsert, OpReplace, OpPatch, OpRevert, OpDelete, OpMove:
+	case wire.OpAppend, wire.OpExtend, wire.OpInsert, wire.OpReplace, wire.OpPatch, wire.OpRevert, wire.OpDelete, wire.OpMove:
 	case "":
 		return nil, badInput(op, "op", "missing: one of append, extend, insert, replace, patch, revert, delete, move")
 	default:
@@ -141,7 +84,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 	}
 	var c *crdt.Commit
 	switch req.Op {
-	case OpAppend, OpExtend:
+	case wire.OpAppend, wire.OpExtend:
 		if err := r.checkGenLocked(req.Base); err != nil {
 			return nil, err
 		}
@@ -150,7 +93,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 		} else {
 			c, err = r.traj.Extend(author, p.hashes)
 		}
-	case OpInsert:
+	case wire.OpInsert:
 		if err := r.checkGenLocked(req.Base); err != nil {
 			return nil, err
 		}
@@ -161,12 +104,12 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 			return nil, badInput(op, "manifests", "insert takes exactly one frame")
 		}
 		c, err = r.traj.Insert(author, int(*req.Index), p.hashes[0])
-	case OpDelete:
+	case wire.OpDelete:
 		if err := r.checkGenLocked(req.Base); err != nil {
 			return nil, err
 		}
 		c, err = r.traj.Delete(author, id)
-	case OpMove:
+	case wire.OpMove:
 		if err := r.checkGenLocked(req.Base); err != nil {
 			return nil, err
 		}
@@ -174,7 +117,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 			return nil, badInput(op, "index", "move needs a destination index")
 		}
 		c, err = r.traj.Move(author, id, int(*req.Index))
-	case OpReplace, OpPatch, OpRevert:
+	case wire.OpReplace, wire.OpPatch, wire.OpRevert:
 		if req.Base == nil {
 			return nil, &framesync.Error{Kind: framesync.PreconditionRequired, Op: op, Field: "base", Msg: "a change of a frame needs the base version it was made against"}
 		}
@@ -183,14 +126,14 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 			return nil, &conflictError{frame: id, current: cur.Version, base: *req.Base, hash: cur.Hash}
 		}
 		switch req.Op {
-		case OpReplace:
+		case wire.OpReplace:
 			if len(p.hashes) != 1 {
 				return nil, badInput(op, "manifests", "replace takes exactly one frame")
 			}
 			c, err = r.traj.Replace(author, id, *req.Base, p.hashes[0])
-		case OpRevert:
+		case wire.OpRevert:
 			c, err = r.traj.Revert(author, id, req.Version)
-		case OpPatch:
+		case wire.OpPatch:
 			h, perr := s.patchManifest(ctx, cur.Hash, p.patch, p.remove)
 			if perr != nil {
 				return nil, perr
@@ -208,14 +151,14 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 		return nil, &framesync.Error{Kind: framesync.Internal, Op: op, Msg: "could not write the room document", Err: err}
 	}
 	r.recordCommitLocked(c)
-	res := &CommitResult{Generation: c.Generation, Frames: make([]FrameRef, 0, len(c.Entries))}
+	res := &wire.CommitResult{Generation: c.Generation, Frames: make([]wire.FrameRef, 0, len(c.Entries))}
 	res.Length, _ = r.traj.Len()
 	for _, e := range c.Entries {
 		idx, ierr := r.traj.IndexOf(e.ID)
 		if ierr != nil {
 			idx = -1 // deleted
 		}
-		res.Frames = append(res.Frames, FrameRef{ID: e.ID, Index: idx, Version: e.Version, Hash: e.Hash.String()})
+		res.Frames = append(res.Frames, wire.FrameRef{ID: e.ID, Index: idx, Version: e.Version, Hash: e.Hash.String()})
 	}
 	s.metrics.commits.WithLabelValues(req.Op).Inc()
 	s.afterCommit(r, req.Op, res)
@@ -224,7 +167,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *CommitRequest) (*Comm
 
 func needsFrame(op string) bool {
 	switch op {
-	case OpReplace, OpPatch, OpRevert, OpDelete, OpMove:
+	case wire.OpReplace, wire.OpPatch, wire.OpRevert, wire.OpDelete, wire.OpMove:
 		return true
 	}
 	return false
@@ -232,7 +175,7 @@ func needsFrame(op string) bool {
 
 func allowedTarget(op, id, target string) bool {
 	switch op {
-	case OpReplace, OpPatch, OpRevert:
+	case wire.OpReplace, wire.OpPatch, wire.OpRevert:
 		return target == targetFramePref+id || target == targetTrajectory
 	}
 	return target == targetTrajectory
@@ -358,18 +301,18 @@ func badInput(op, field, msg string) error {
 // sent inline are validated, split and stored; manifests named by hash are
 // read and their frames validated, so that every committed frame is whole
 // and valid and every blob it references exists.
-func (s *Server) prepare(ctx context.Context, req *CommitRequest) (*prepared, error) {
+func (s *Server) prepare(ctx context.Context, req *wire.CommitRequest) (*prepared, error) {
 	const op = "commit"
 	p := &prepared{}
 	wantsFrames := 0
 	switch req.Op {
-	case OpAppend, OpExtend, OpInsert, OpReplace:
+	case wire.OpAppend, wire.OpExtend, wire.OpInsert, wire.OpReplace:
 		wantsFrames = 1
 	}
 	if len(req.Frames) > 0 && len(req.Manifests) > 0 {
 		return nil, badInput(op, "frames", "give frames or manifests, not both")
 	}
-	if wantsFrames == 0 && (len(req.Frames) > 0 || len(req.Manifests) > 0) && req.Op != OpPatch {
+	if wantsFrames == 0 && (len(req.Frames) > 0 || len(req.Manifests) > 0) && req.Op != wire.OpPatch {
 		return nil, badInput(op, "frames", req.Op+" takes no frames")
 	}
 	if wantsFrames == 1 && len(req.Frames) == 0 && len(req.Manifests) == 0 {
@@ -380,7 +323,7 @@ func (s *Server) prepare(ctx context.Context, req *CommitRequest) (*prepared, er
 		if err != nil {
 			return nil, wrapField(err, fmt.Sprintf("frames[%d]", i))
 		}
-		if req.Op == OpPatch {
+		if req.Op == wire.OpPatch {
 			if len(req.Frames) != 1 {
 				return nil, badInput(op, "frames", "patch takes one partial frame")
 			}
@@ -413,7 +356,7 @@ func (s *Server) prepare(ctx context.Context, req *CommitRequest) (*prepared, er
 		}
 		p.hashes = append(p.hashes, h)
 	}
-	if req.Op == OpPatch {
+	if req.Op == wire.OpPatch {
 		if p.patch == nil {
 			p.patch = framesync.Manifest{}
 		}

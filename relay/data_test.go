@@ -21,6 +21,7 @@ import (
 	"framesync/crdt"
 	"framesync/relay"
 	"framesync/relay/relaytest"
+	"framesync/relay/wire"
 )
 
 func blobCount(t testing.TB, s blobstore.Store) int {
@@ -101,12 +102,12 @@ func TestBadInput(t *testing.T) {
 		"numbers":   nd("<i8", []int{4}, make([]byte, 32)),
 		"positions": nd("<f8", []int{4, 2}, make([]byte, 64)),
 	})
-	wrongShape, _ := msgpack.Marshal(&relay.CommitRequest{Op: relay.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{bad}})
+	wrongShape, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{bad}})
 	short, _ := msgpack.Marshal(map[string]any{
 		"numbers":   nd("<i8", []int{4}, make([]byte, 32)),
 		"positions": nd("<f8", []int{4, 3}, make([]byte, 90)),
 	})
-	truncated, _ := msgpack.Marshal(&relay.CommitRequest{Op: relay.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{short}})
+	truncated, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{short}})
 	cases := []struct {
 		name, method, path string
 		body               []byte
@@ -114,9 +115,9 @@ func TestBadInput(t *testing.T) {
 		status             int
 		code, msg          string
 	}{
-		{"malformed msgpack", "POST", "/api/rooms/default/commit", []byte{0xc1, 0xff, 0x00}, relay.ContentMsgpack, 400, "bad_input", "decode request"},
-		{"wrong shape", "POST", "/api/rooms/default/commit", wrongShape, relay.ContentMsgpack, 400, "bad_input", "positions"},
-		{"truncated frame", "POST", "/api/rooms/default/commit", truncated, relay.ContentMsgpack, 400, "bad_input", "frames[0]"},
+		{"malformed msgpack", "POST", "/api/rooms/default/commit", []byte{0xc1, 0xff, 0x00}, wire.ContentMsgpack, 400, "bad_input", "decode request"},
+		{"wrong shape", "POST", "/api/rooms/default/commit", wrongShape, wire.ContentMsgpack, 400, "bad_input", "positions"},
+		{"truncated frame", "POST", "/api/rooms/default/commit", truncated, wire.ContentMsgpack, 400, "bad_input", "frames[0]"},
 		{"bad hash", "GET", "/api/blobs/sha256:1234", nil, "", 400, "bad_input", "hash"},
 		{"bad hash put", "PUT", "/api/blobs/md5:abc", []byte("x"), "", 400, "bad_input", "hash"},
 		{"hash mismatch", "PUT", "/api/blobs/" + framesync.Sum([]byte("a")).String(), []byte("b"), "", 400, "", ""},
@@ -125,7 +126,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown frame", "GET", "/api/rooms/default/frames/99", nil, "", 404, "not_found", "out of range"},
 		{"bad field list", "GET", "/api/rooms/default/frames/0?data=positions,,", nil, "", 400, "bad_input", ""},
 		{"oversized upload", "PUT", "/api/blobs/" + framesync.Sum(make([]byte, 2<<20)).String(), make([]byte, 2<<20), "", 413, "too_large", "limit"},
-		{"oversized commit", "POST", "/api/rooms/default/commit", make([]byte, 2<<20), relay.ContentMsgpack, 413, "too_large", ""},
+		{"oversized commit", "POST", "/api/rooms/default/commit", make([]byte, 2<<20), wire.ContentMsgpack, 413, "too_large", ""},
 		{"unknown op", "POST", "/api/rooms/default/commit", []byte(`{"op":"explode","token":1}`), "application/json", 400, "bad_input", "explode"},
 		{"unknown route", "GET", "/api/nothing", nil, "", 404, "not_found", ""},
 	}
@@ -149,11 +150,11 @@ func TestBadInput(t *testing.T) {
 	}
 	// Garbage on the control channel gets an error, the connection lives on.
 	a.SendRaw([]byte{0xc1})
-	a.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgError && strings.Contains(m.Message, "msgpack") }, 5*time.Second)
-	if m := a.Request(&relay.Msg{T: relay.MsgJoin, Room: "no-such-room"}); m.Code != "not_found" {
+	a.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgError && strings.Contains(m.Message, "msgpack") }, 5*time.Second)
+	if m := a.Request(&wire.Msg{T: wire.MsgJoin, Room: "no-such-room"}); m.Code != "not_found" {
 		t.Fatalf("join unknown room: %+v", m)
 	}
-	if m := a.Request(&relay.Msg{T: relay.MsgLock, Room: "default", Target: "everything"}); m.Code != "bad_input" {
+	if m := a.Request(&wire.Msg{T: wire.MsgLock, Room: "default", Target: "everything"}); m.Code != "bad_input" {
 		t.Fatalf("bad target: %+v", m)
 	}
 }
@@ -181,17 +182,17 @@ func TestTrajectoryForgeryRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sess := crdt.NewSession(tr.Doc(), nil)
-	var refused *relay.Msg
+	var refused *wire.Msg
 	for i := 0; i < 10 && refused == nil; i++ {
 		if out, ok := sess.Next(); ok {
-			a.Send(&relay.Msg{T: relay.MsgSync, Room: "default", Doc: relay.DocTrajectory, Data: out})
+			a.Send(&wire.Msg{T: wire.MsgSync, Room: "default", Doc: wire.DocTrajectory, Data: out})
 		}
-		m := a.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgSync || m.T == relay.MsgError }, 5*time.Second)
-		if m.T == relay.MsgError {
+		m := a.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgSync || m.T == wire.MsgError }, 5*time.Second)
+		if m.T == wire.MsgError {
 			refused = m
 			break
 		}
-		if m.Doc == relay.DocTrajectory {
+		if m.Doc == wire.DocTrajectory {
 			sess.Receive(m.Data)
 		}
 	}
@@ -213,10 +214,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 	res := seed(t, h, a, "lab", 3, 4)
 	g := lock(t, a, "lab", "frame:"+res.Frames[1].ID, time.Minute)
 	one := int64(1)
-	mustCommit(t, h, "lab", &relay.CommitRequest{Op: relay.OpReplace, Token: g.Token, Frame: res.Frames[1].ID, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(4, 5))}})
+	mustCommit(t, h, "lab", &wire.CommitRequest{Op: wire.OpReplace, Token: g.Token, Frame: res.Frames[1].ID, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(4, 5))}})
 	// A member writes the state document.
 	st := newReplica(t)
-	st.syncUntil(t, a, "lab", relay.DocState, heads(t, h, "lab", relay.DocState))
+	st.syncUntil(t, a, "lab", wire.DocState, heads(t, h, "lab", wire.DocState))
 	state, err := crdt.OpenState(st.doc)
 	if err != nil {
 		t.Fatal(err)
@@ -224,15 +225,15 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err := state.SetBookmark(res.Frames[2].ID, "transition state"); err != nil {
 		t.Fatal(err)
 	}
-	st.syncWhile(t, a, "lab", relay.DocState, func() bool { return !heads(t, h, "lab", relay.DocState).Equal(st.doc.Heads()) })
-	var before relay.Changes
+	st.syncWhile(t, a, "lab", wire.DocState, func() bool { return !heads(t, h, "lab", wire.DocState).Equal(st.doc.Heads()) })
+	var before wire.Changes
 	h.JSON("GET", "/api/rooms/lab/changes", nil, &before)
 	_, frame1 := h.Do("GET", "/api/rooms/lab/frames/1", nil)
 	a.Close()
 
 	h.Restart()
 
-	var after relay.Changes
+	var after wire.Changes
 	h.JSON("GET", "/api/rooms/lab/changes", nil, &after)
 	if after.Generation != before.Generation || len(after.Frames) != 3 {
 		t.Fatalf("after restart: %+v, before %+v", after, before)
@@ -245,7 +246,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if _, f := h.Do("GET", "/api/rooms/lab/frames/1", nil); !bytes.Equal(f, frame1) {
 		t.Fatal("frame 1 differs after restart")
 	}
-	var hist struct{ History []relay.HistoryEntry }
+	var hist struct{ History []wire.HistoryEntry }
 	h.JSON("GET", "/api/rooms/lab/frames/1/history", nil, &hist)
 	if len(hist.History) != 2 {
 		t.Fatalf("history after restart: %+v", hist)
@@ -287,28 +288,28 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 	gen0 := res.Generation
 	g := lock(t, a, "default", "trajectory", time.Minute)
 
-	ins := mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpInsert, Token: g.Token, Index: ptr(int64(1)), Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 50))}})
+	ins := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpInsert, Token: g.Token, Index: ptr(int64(1)), Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 50))}})
 	newID := ins.Frames[0].ID
 	if ins.Frames[0].Index != 1 || ins.Length != 5 {
 		t.Fatalf("insert: %+v", ins)
 	}
-	mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpDelete, Token: g.Token, Frame: ids[2]})
-	mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpMove, Token: g.Token, Frame: ids[0], Index: ptr(int64(3))})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpDelete, Token: g.Token, Frame: ids[2]})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpMove, Token: g.Token, Frame: ids[0], Index: ptr(int64(3))})
 	// Structural edit with a stale generation: 409.
-	code, out := commit(t, h, "default", &relay.CommitRequest{Op: relay.OpDelete, Token: g.Token, Frame: ids[1], Base: &gen0})
+	code, out := commit(t, h, "default", &wire.CommitRequest{Op: wire.OpDelete, Token: g.Token, Frame: ids[1], Base: &gen0})
 	if code != 409 || out["current_generation"] == nil {
 		t.Fatalf("stale generation: %d %v", code, out)
 	}
 	// Replace then revert frame ids[1] (now at index 1... order: new, id1, id3, id0).
 	fl := lock(t, a, "default", "frame:"+ids[1], time.Minute)
 	one, two := int64(1), int64(2)
-	mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: fl.Token, Frame: ids[1], Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 77))}})
-	rv := mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpRevert, Token: fl.Token, Frame: ids[1], Base: &two, Version: 1})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: fl.Token, Frame: ids[1], Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 77))}})
+	rv := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpRevert, Token: fl.Token, Frame: ids[1], Base: &two, Version: 1})
 	if rv.Frames[0].Version != 3 || rv.Frames[0].Hash != res.Frames[1].Hash {
 		t.Fatalf("revert: %+v, original %+v", rv.Frames[0], res.Frames[1])
 	}
 
-	var full relay.Changes
+	var full wire.Changes
 	h.JSON("GET", "/api/rooms/default/changes", nil, &full)
 	var order []string
 	for _, f := range full.Frames {
@@ -319,7 +320,7 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 		t.Fatalf("order %v, want %v", order, want)
 	}
 	// The feed since the seed generation tells a thin client the same.
-	var feed relay.Changes
+	var feed wire.Changes
 	h.JSON("GET", "/api/rooms/default/changes?since="+itoa(gen0), nil, &feed)
 	if feed.Full || len(feed.Added) != 1 || feed.Added[0].ID != newID || len(feed.Removed) != 1 || feed.Removed[0] != ids[2] {
 		t.Fatalf("feed: %+v", feed)
@@ -334,7 +335,7 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 		t.Fatalf("since the future: %+v", feed)
 	}
 	// The rooms listing has a hub-wide generation.
-	var rooms relay.RoomsListing
+	var rooms wire.RoomsListing
 	h.JSON("GET", "/api/rooms", nil, &rooms)
 	hubGen := rooms.Generation
 	h.JSON("POST", "/api/rooms", map[string]string{"name": "copy", "from": "default"}, nil)
@@ -355,7 +356,7 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 // applyFeed applies a change feed to an ordered listing the way a thin
 // client does: drop removed and changed frames, then insert added and
 // changed ones at their new indices in index order.
-func applyFeed(old []relay.FrameRef, feed *relay.Changes) []string {
+func applyFeed(old []wire.FrameRef, feed *wire.Changes) []string {
 	gone := map[string]bool{}
 	for _, id := range feed.Removed {
 		gone[id] = true
@@ -369,7 +370,7 @@ func applyFeed(old []relay.FrameRef, feed *relay.Changes) []string {
 			ids = append(ids, f.ID)
 		}
 	}
-	ins := append(append([]relay.FrameRef{}, feed.Added...), feed.Changed...)
+	ins := append(append([]wire.FrameRef{}, feed.Added...), feed.Changed...)
 	sortRefs(ins)
 	for _, f := range ins {
 		ids = append(ids[:f.Index], append([]string{f.ID}, ids[f.Index:]...)...)
@@ -377,7 +378,7 @@ func applyFeed(old []relay.FrameRef, feed *relay.Changes) []string {
 	return ids
 }
 
-func sortRefs(r []relay.FrameRef) {
+func sortRefs(r []wire.FrameRef) {
 	for i := 1; i < len(r); i++ {
 		for j := i; j > 0 && r[j].Index < r[j-1].Index; j-- {
 			r[j], r[j-1] = r[j-1], r[j]
@@ -400,7 +401,7 @@ func TestSlowClientDropped(t *testing.T) {
 	}
 	defer slow.Close()
 	slow.UnderlyingConn().(*net.TCPConn).SetReadBuffer(4096)
-	for _, m := range []*relay.Msg{{T: relay.MsgHello, Client: "slow"}, {T: relay.MsgJoin, Room: "default", ID: 1}} {
+	for _, m := range []*wire.Msg{{T: wire.MsgHello, Client: "slow"}, {T: wire.MsgJoin, Room: "default", ID: 1}} {
 		b, _ := msgpack.Marshal(m)
 		slow.WriteMessage(websocket.BinaryMessage, b)
 	}
@@ -409,7 +410,7 @@ func TestSlowClientDropped(t *testing.T) {
 	join(t, fast, "default")
 	join(t, talker, "default")
 	waitFor(t, 5*time.Second, "slow to join", func() bool {
-		var info relay.RoomInfo
+		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
 		return len(info.Members) == 3
 	})
@@ -420,17 +421,17 @@ func TestSlowClientDropped(t *testing.T) {
 		// slow falls behind.
 		seq++
 		payload["seq"] = seq
-		talker.Send(&relay.Msg{T: relay.MsgPresence, Room: "default", Payload: payload})
-		fast.Wait(func(m *relay.Msg) bool {
-			return m.T == relay.MsgPresence && fmt.Sprint(m.Payload["seq"]) == fmt.Sprint(seq)
+		talker.Send(&wire.Msg{T: wire.MsgPresence, Room: "default", Payload: payload})
+		fast.Wait(func(m *wire.Msg) bool {
+			return m.T == wire.MsgPresence && fmt.Sprint(m.Payload["seq"]) == fmt.Sprint(seq)
 		}, 5*time.Second)
-		var info relay.RoomInfo
+		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
 		return len(info.Members) == 2
 	})
 	// fast still gets messages.
-	talker.Send(&relay.Msg{T: relay.MsgPresence, Room: "default", Payload: map[string]any{"last": true}})
-	fast.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgPresence && m.Payload["last"] == true }, 10*time.Second)
+	talker.Send(&wire.Msg{T: wire.MsgPresence, Room: "default", Payload: map[string]any{"last": true}})
+	fast.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgPresence && m.Payload["last"] == true }, 10*time.Second)
 }
 
 func TestReadPaths(t *testing.T) {
@@ -488,13 +489,13 @@ func TestReadPaths(t *testing.T) {
 	if code := h.JSON("POST", "/api/rooms", map[string]string{"name": "copy"}, nil); code != 409 {
 		t.Fatalf("create existing room: %d", code)
 	}
-	var ch relay.Changes
+	var ch wire.Changes
 	h.JSON("GET", "/api/rooms/copy/changes", nil, &ch)
 	if len(ch.Frames) != 5 || ch.Frames[0] != res.Frames[0] || blobCount(t, h.Blobs) != n {
 		t.Fatalf("copy: %+v, blobs %d -> %d", ch.Frames, n, blobCount(t, h.Blobs))
 	}
 	// Room info and metrics.
-	var info relay.RoomInfo
+	var info wire.RoomInfo
 	h.JSON("GET", "/api/rooms/default", nil, &info)
 	if info.Frames != 5 || len(info.Members) != 1 || info.Members[0].Client != "a" {
 		t.Fatalf("info %+v", info)
@@ -515,12 +516,12 @@ func TestHelloRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	b, _ := msgpack.Marshal(&relay.Msg{T: relay.MsgJoin, Room: "default"})
+	b, _ := msgpack.Marshal(&wire.Msg{T: wire.MsgJoin, Room: "default"})
 	ws.WriteMessage(websocket.BinaryMessage, b)
 	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != relay.CloseBadHello || !strings.Contains(ce.Text, "hello") {
+	if !errors.As(err, &ce) || ce.Code != wire.CloseBadHello || !strings.Contains(ce.Text, "hello") {
 		t.Fatalf("join before hello: %v", err)
 	}
 }

@@ -20,7 +20,7 @@
 // and the presence of every blob.
 //
 // Each connection has one writer goroutine fed by a bounded queue; a
-// client that does not keep up is dropped (close code CloseTooSlow), never
+// client that does not keep up is dropped (close code wire.CloseTooSlow), never
 // waited for.
 //
 // Persistence: each room is a directory under <data>/rooms holding its

@@ -4,26 +4,11 @@ import (
 	"sort"
 
 	"framesync/crdt"
+	"framesync/relay/wire"
 )
 
-// Changes answers GET /api/rooms/{room}/changes?since=G: what happened to
-// the room's frames after generation G. When the hub cannot tell (G is
-// older than what it remembers, newer than the room, or absent), Full is
-// set and Frames lists every frame; the client replaces its listing.
-type Changes struct {
-	Room       string     `json:"room"`
-	Generation int64      `json:"generation"`
-	Since      int64      `json:"since"`
-	Full       bool       `json:"full"`
-	Frames     []FrameRef `json:"frames,omitempty"`  // Full: every frame, in order
-	Added      []FrameRef `json:"added,omitempty"`   // frames new since G, with their index now
-	Changed    []FrameRef `json:"changed,omitempty"` // frames with a new version or index
-	Removed    []string   `json:"removed,omitempty"` // IDs of frames deleted since G
-	Length     int        `json:"length"`            // frame count now
-}
-
 // changes computes the change feed since generation since.
-func (r *room) changes(since int64) (*Changes, error) {
+func (r *room) changes(since int64) (*wire.Changes, error) {
 	r.mu.Lock()
 	gen := r.feed[len(r.feed)-1].gen
 	heads := r.feed[len(r.feed)-1].heads
@@ -45,12 +30,12 @@ func (r *room) changes(since int64) (*Changes, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Changes{Room: r.name, Generation: gen, Since: since, Length: length}
+	out := &wire.Changes{Room: r.name, Generation: gen, Since: since, Length: length}
 	if !found {
 		out.Full = true
-		out.Frames = make([]FrameRef, len(entries))
+		out.Frames = make([]wire.FrameRef, len(entries))
 		for i, e := range entries {
-			out.Frames[i] = FrameRef{ID: e.ID, Index: i, Version: e.Version, Hash: e.Hash.String()}
+			out.Frames[i] = wire.FrameRef{ID: e.ID, Index: i, Version: e.Version, Hash: e.Hash.String()}
 		}
 		return out, nil
 	}
@@ -78,6 +63,6 @@ func (r *room) changes(since int64) (*Changes, error) {
 	return out, nil
 }
 
-func ref(e *crdt.Entry, index int) FrameRef {
-	return FrameRef{ID: e.ID, Index: index, Version: e.Version, Hash: e.Hash.String()}
+func ref(e *crdt.Entry, index int) wire.FrameRef {
+	return wire.FrameRef{ID: e.ID, Index: index, Version: e.Version, Hash: e.Hash.String()}
 }

@@ -9,22 +9,24 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"framesync/relay/wire"
 )
 
 // FuzzDecodeMsg feeds arbitrary bytes to the control channel and commit
 // decoders: they return an error or a value, never panic.
 func FuzzDecodeMsg(f *testing.F) {
-	for _, m := range []*Msg{
-		{T: MsgHello, Client: "a", Name: "Alice"},
-		{T: MsgJoin, ID: 1, Room: "default"},
-		{T: MsgLock, ID: 2, Room: "default", Target: "frame:0123456789abcdef", TTLms: 5000},
-		{T: MsgFrame, Room: "default", Step: new(int64), Payload: map[string]any{"camera": []any{1.0, 2.0}}},
-		{T: MsgSync, Room: "default", Doc: DocState, Data: []byte{0x42, 1, 2}},
+	for _, m := range []*wire.Msg{
+		{T: wire.MsgHello, Client: "a", Name: "Alice"},
+		{T: wire.MsgJoin, ID: 1, Room: "default"},
+		{T: wire.MsgLock, ID: 2, Room: "default", Target: "frame:0123456789abcdef", TTLms: 5000},
+		{T: wire.MsgFrame, Room: "default", Step: new(int64), Payload: map[string]any{"camera": []any{1.0, 2.0}}},
+		{T: wire.MsgSync, Room: "default", Doc: wire.DocState, Data: []byte{0x42, 1, 2}},
 	} {
 		b, _ := encodeMsg(m)
 		f.Add(b)
 	}
-	b, _ := msgpack.Marshal(&CommitRequest{Op: OpPatch, Token: 3, Frame: "1", Fields: map[string]string{"positions": "sha256:00"}, Frames: []msgpack.RawMessage{{0x80}}})
+	b, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpPatch, Token: 3, Frame: "1", Fields: map[string]string{"positions": "sha256:00"}, Frames: []msgpack.RawMessage{{0x80}}})
 	f.Add(b)
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff}) // map claiming 4 billion entries
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}) // array claiming 4 billion entries
@@ -34,7 +36,7 @@ func FuzzDecodeMsg(f *testing.F) {
 				t.Fatalf("decoded message does not encode: %v", err)
 			}
 		}
-		var req CommitRequest
+		var req wire.CommitRequest
 		msgpack.Unmarshal(b, &req)
 	})
 }

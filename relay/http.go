@@ -10,20 +10,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"framesync"
 	"framesync/blobstore"
-)
-
-// Content types of the data channel.
-const (
-	ContentMsgpack = "application/msgpack"
-	ContentJSON    = "application/json"
-	ContentAM      = "application/octet-stream" // Automerge document bytes
+	"framesync/relay/wire"
 )
 
 // maxJSONFrameBytes is the largest frame (msgpack size) served as JSON;
@@ -121,14 +114,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if k == framesync.Internal {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	w.Header().Set("Content-Type", ContentJSON)
+	w.Header().Set("Content-Type", wire.ContentJSON)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(k.HTTPStatus())
 	json.NewEncoder(w).Encode(body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", ContentJSON)
+	w.Header().Set("Content-Type", wire.ContentJSON)
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
@@ -143,7 +136,7 @@ func wantsJSON(r *http.Request) bool {
 		return false
 	}
 	acc := r.Header.Get("Accept")
-	return strings.Contains(acc, ContentJSON) && !strings.Contains(acc, "msgpack")
+	return strings.Contains(acc, wire.ContentJSON) && !strings.Contains(acc, "msgpack")
 }
 
 // isMsgpackBody reports whether the request body is msgpack (by its
@@ -194,16 +187,8 @@ func (s *Server) handleListRooms(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// CreateRoomRequest is the body of POST /api/rooms.
-type CreateRoomRequest struct {
-	Name string `json:"name" msgpack:"name"`
-	// From names a room whose trajectory and state the new room starts
-	// with; its frames share their blobs.
-	From string `json:"from,omitempty" msgpack:"from,omitempty"`
-}
-
 func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) error {
-	var req CreateRoomRequest
+	var req wire.CreateRoomRequest
 	if err := decodeBody(w, r, 1<<16, &req); err != nil {
 		return err
 	}
@@ -253,23 +238,23 @@ func frameSelection(r *http.Request) ([]string, error) {
 }
 
 // entryAt resolves {ref} and ?version= to the hash to serve.
-func (s *Server) frameHash(r *http.Request) (*room, FrameRef, error) {
+func (s *Server) frameHash(r *http.Request) (*room, wire.FrameRef, error) {
 	rm, err := s.room(r.PathValue("room"))
 	if err != nil {
-		return nil, FrameRef{}, err
+		return nil, wire.FrameRef{}, err
 	}
 	e, i, err := rm.resolveFrame(r.PathValue("ref"))
 	if err != nil {
-		return nil, FrameRef{}, err
+		return nil, wire.FrameRef{}, err
 	}
-	ref := FrameRef{ID: e.ID, Index: i, Version: e.Version, Hash: e.Hash.String()}
+	ref := wire.FrameRef{ID: e.ID, Index: i, Version: e.Version, Hash: e.Hash.String()}
 	v, err := queryInt(r, "version", 0)
 	if err != nil || v == 0 || v == e.Version {
 		return rm, ref, err
 	}
 	hist, err := rm.traj.History(e.ID)
 	if err != nil {
-		return nil, FrameRef{}, err
+		return nil, wire.FrameRef{}, err
 	}
 	for _, h := range hist {
 		if h.Version == v {
@@ -277,10 +262,10 @@ func (s *Server) frameHash(r *http.Request) (*room, FrameRef, error) {
 			return rm, ref, nil
 		}
 	}
-	return nil, FrameRef{}, &framesync.Error{Kind: framesync.NotFound, Op: "frame", Field: "version", Msg: fmt.Sprintf("frame %s has no version %d", e.ID, v)}
+	return nil, wire.FrameRef{}, &framesync.Error{Kind: framesync.NotFound, Op: "frame", Field: "version", Msg: fmt.Sprintf("frame %s has no version %d", e.ID, v)}
 }
 
-func setFrameHeaders(w http.ResponseWriter, ref FrameRef) {
+func setFrameHeaders(w http.ResponseWriter, ref wire.FrameRef) {
 	w.Header().Set("X-Frame-Id", ref.ID)
 	w.Header().Set("X-Frame-Index", strconv.Itoa(ref.Index))
 	w.Header().Set("X-Frame-Version", strconv.FormatInt(ref.Version, 10))
@@ -317,7 +302,7 @@ func (s *Server) handleFrame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", ContentMsgpack)
+	w.Header().Set("Content-Type", wire.ContentMsgpack)
 	w.Header().Set("Content-Length", strconv.Itoa(f.size))
 	if f.writeTo(w) == nil {
 		s.metrics.blobBytesOut.Add(float64(f.size))
@@ -435,7 +420,7 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) error 
 	// an error status; later failures cut the response short.
 	var hdr bytes.Buffer
 	msgpack.NewEncoder(&hdr).EncodeArrayLen(len(entries))
-	w.Header().Set("Content-Type", ContentMsgpack)
+	w.Header().Set("Content-Type", wire.ContentMsgpack)
 	for i, e := range entries {
 		f, err := s.encodeFrame(r.Context(), e.Hash, sel)
 		if err != nil {
@@ -481,17 +466,9 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	b, _ := msgpack.Marshal(out)
-	w.Header().Set("Content-Type", ContentMsgpack)
+	w.Header().Set("Content-Type", wire.ContentMsgpack)
 	w.Write(b)
 	return nil
-}
-
-// HistoryEntry is one version in GET .../history.
-type HistoryEntry struct {
-	Version int64     `json:"version"`
-	Hash    string    `json:"hash"`
-	Time    time.Time `json:"time"`
-	Author  string    `json:"author"`
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) error {
@@ -507,9 +484,9 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]HistoryEntry, len(hist))
+	out := make([]wire.HistoryEntry, len(hist))
 	for j, h := range hist {
-		out[j] = HistoryEntry{Version: h.Version, Hash: h.Hash.String(), Time: h.Time, Author: h.Author}
+		out[j] = wire.HistoryEntry{Version: h.Version, Hash: h.Hash.String(), Time: h.Time, Author: h.Author}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": e.ID, "index": i, "version": e.Version, "history": out})
 	return nil
@@ -520,7 +497,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req CommitRequest
+	var req wire.CommitRequest
 	if err := decodeBody(w, r, s.opts.MaxUpload, &req); err != nil {
 		return err
 	}
@@ -539,7 +516,7 @@ func (s *Server) handlePutFrame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req := CommitRequest{Op: OpReplace, Frame: r.PathValue("ref"), Target: r.URL.Query().Get("target")}
+	req := wire.CommitRequest{Op: wire.OpReplace, Frame: r.PathValue("ref"), Target: r.URL.Query().Get("target")}
 	if req.Token, err = queryInt(r, "token", 0); err != nil {
 		return err
 	}
@@ -588,14 +565,14 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	var b []byte
 	var heads string
 	switch r.PathValue("doc") {
-	case DocTrajectory:
+	case wire.DocTrajectory:
 		b, heads = rm.traj.Save(), rm.traj.Heads().String()
-	case DocState:
+	case wire.DocState:
 		b, heads = rm.state.Save(), rm.state.Heads().String()
 	default:
 		return badInput("snapshot", "doc", fmt.Sprintf("unknown document %q: trajectory or state", r.PathValue("doc")))
 	}
-	w.Header().Set("Content-Type", ContentAM)
+	w.Header().Set("Content-Type", wire.ContentAM)
 	w.Header().Set("X-Automerge-Heads", heads)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Write(b)
@@ -664,13 +641,6 @@ func (s *Server) handleGetBlob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// BlobPut answers PUT /api/blobs/{hash}.
-type BlobPut struct {
-	Hash    string `json:"hash"`
-	Size    int64  `json:"size"`
-	Created bool   `json:"created"` // false when the hub had it already
-}
-
 func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) error {
 	h, err := parseHashParam(r)
 	if err != nil {
@@ -681,7 +651,7 @@ func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	if info, err := s.blobs.Stat(r.Context(), h); err == nil {
 		// Idempotent: drain nothing, the client may stop sending.
-		writeJSON(w, http.StatusOK, BlobPut{Hash: h.String(), Size: info.Size})
+		writeJSON(w, http.StatusOK, wire.BlobPut{Hash: h.String(), Size: info.Size})
 		return nil
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)
@@ -690,20 +660,15 @@ func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.blobBytesIn.Add(float64(info.Size))
-	writeJSON(w, http.StatusCreated, BlobPut{Hash: h.String(), Size: info.Size, Created: true})
+	writeJSON(w, http.StatusCreated, wire.BlobPut{Hash: h.String(), Size: info.Size, Created: true})
 	return nil
-}
-
-// MissingRequest is the body of POST /api/blobs/missing.
-type MissingRequest struct {
-	Hashes []string `json:"hashes" msgpack:"hashes"`
 }
 
 // maxMissing is the most hashes one missing-blobs request may ask about.
 const maxMissing = 100000
 
 func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) error {
-	var req MissingRequest
+	var req wire.MissingRequest
 	if err := decodeBody(w, r, 16<<20, &req); err != nil {
 		return err
 	}

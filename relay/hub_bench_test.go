@@ -27,6 +27,7 @@ import (
 	"framesync"
 	"framesync/relay"
 	"framesync/relay/relaytest"
+	"framesync/relay/wire"
 )
 
 // The hub benchmarks of DESIGN.md §10. Each reports its metrics with
@@ -97,7 +98,7 @@ func BenchmarkHubFrameDownload(b *testing.B) {
 	a := h.Dial("a", "")
 	join(b, a, "default")
 	g := lock(b, a, "default", "trajectory", time.Minute)
-	mustCommit(b, h, "default", &relay.CommitRequest{Op: relay.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{encodeFrame(b, testFrame(43690, 1))}})
+	mustCommit(b, h, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{encodeFrame(b, testFrame(43690, 1))}})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	url := h.URL + "/api/rooms/default/frames/0?data=positions"
 	get := func() int {
@@ -136,13 +137,13 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 
 // viewer is a bare WebSocket client that joined a room and passes every
 // message it receives to fn, from its own goroutine.
-func dialViewer(b *testing.B, h *relaytest.Hub, id, room string, fn func(*relay.Msg)) *websocket.Conn {
+func dialViewer(b *testing.B, h *relaytest.Hub, id, room string, fn func(*wire.Msg)) *websocket.Conn {
 	d := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024}
 	ws, _, err := d.Dial(h.WSURL(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, m := range []*relay.Msg{{T: relay.MsgHello, Client: id}, {T: relay.MsgJoin, ID: 1, Room: room}} {
+	for _, m := range []*wire.Msg{{T: wire.MsgHello, Client: id}, {T: wire.MsgJoin, ID: 1, Room: room}} {
 		p, _ := msgpack.Marshal(m)
 		if err := ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
 			b.Fatal(err)
@@ -157,11 +158,11 @@ func dialViewer(b *testing.B, h *relaytest.Hub, id, room string, fn func(*relay.
 				once.Do(func() { close(joined) })
 				return
 			}
-			var m relay.Msg
+			var m wire.Msg
 			if msgpack.Unmarshal(p, &m) != nil {
 				continue
 			}
-			if m.T == relay.MsgJoined {
+			if m.T == wire.MsgJoined {
 				once.Do(func() { close(joined) })
 			}
 			fn(&m)
@@ -191,11 +192,11 @@ func BenchmarkHubFanout1000(b *testing.B) {
 	syncs := make(chan struct{}, viewers*4)
 	var conns []*websocket.Conn
 	for i := range viewers {
-		conns = append(conns, dialViewer(b, h, fmt.Sprintf("v%d", i), "default", func(m *relay.Msg) {
+		conns = append(conns, dialViewer(b, h, fmt.Sprintf("v%d", i), "default", func(m *wire.Msg) {
 			switch {
-			case m.T == relay.MsgFrameUpdated:
+			case m.T == wire.MsgFrameUpdated:
 				got <- time.Now()
-			case m.T == relay.MsgSync && m.Doc == relay.DocTrajectory:
+			case m.T == wire.MsgSync && m.Doc == wire.DocTrajectory:
 				syncs <- struct{}{}
 			}
 		}))
@@ -224,9 +225,9 @@ func BenchmarkHubFanout1000(b *testing.B) {
 	version := int64(1)
 	var lat []time.Duration
 	for b.Loop() {
-		body, _ := msgpack.Marshal(&relay.CommitRequest{Op: relay.OpReplace, Token: g.Token, Frame: id, Base: &version, Frames: []msgpack.RawMessage{frame}})
+		body, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpReplace, Token: g.Token, Frame: id, Base: &version, Frames: []msgpack.RawMessage{frame}})
 		t0 := time.Now()
-		resp, err := http.Post(h.URL+"/api/rooms/default/commit", relay.ContentMsgpack, bytes.NewReader(body))
+		resp, err := http.Post(h.URL+"/api/rooms/default/commit", wire.ContentMsgpack, bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -258,8 +259,8 @@ func BenchmarkHubPresenter(b *testing.B) {
 	var wg sync.WaitGroup
 	var conns []*websocket.Conn
 	for i := range viewers {
-		conns = append(conns, dialViewer(b, h, fmt.Sprintf("v%d", i), "default", func(m *relay.Msg) {
-			if m.T == relay.MsgFrame {
+		conns = append(conns, dialViewer(b, h, fmt.Sprintf("v%d", i), "default", func(m *wire.Msg) {
+			if m.T == wire.MsgFrame {
 				d := time.Since(time.Unix(0, m.Sent))
 				mu.Lock()
 				lat = append(lat, d)
@@ -275,7 +276,7 @@ func BenchmarkHubPresenter(b *testing.B) {
 	}()
 	p := h.Dial("presenter", "")
 	join(b, p, "default")
-	if g := p.Request(&relay.Msg{T: relay.MsgPresent, Room: "default"}); g.T != relay.MsgGranted {
+	if g := p.Request(&wire.Msg{T: wire.MsgPresent, Room: "default"}); g.T != wire.MsgGranted {
 		b.Fatal(g.Message)
 	}
 	tick := time.NewTicker(time.Second / 60)
@@ -287,10 +288,10 @@ func BenchmarkHubPresenter(b *testing.B) {
 			<-tick.C
 			step++
 			if step%60 == 0 {
-				p.Send(&relay.Msg{T: relay.MsgPresent, Room: "default"}) // renew
+				p.Send(&wire.Msg{T: wire.MsgPresent, Room: "default"}) // renew
 			}
 			s := step
-			p.Send(&relay.Msg{T: relay.MsgFrame, Room: "default", Step: &s, Sent: time.Now().UnixNano()})
+			p.Send(&wire.Msg{T: wire.MsgFrame, Room: "default", Step: &s, Sent: time.Now().UnixNano()})
 		}
 		wg.Wait()
 	}
@@ -321,7 +322,7 @@ func BenchmarkHubLockWS(b *testing.B) {
 				room := fmt.Sprintf("lockbench-%d", i)
 				var wmu sync.Mutex
 				var ws *websocket.Conn
-				send := func(m *relay.Msg) {
+				send := func(m *wire.Msg) {
 					p, _ := msgpack.Marshal(m)
 					wmu.Lock()
 					ws.WriteMessage(websocket.BinaryMessage, p)
@@ -335,15 +336,15 @@ func BenchmarkHubLockWS(b *testing.B) {
 					sent++
 					mu.Unlock()
 					if ok {
-						send(&relay.Msg{T: relay.MsgLock, ID: 2, Room: room, Target: target})
+						send(&wire.Msg{T: wire.MsgLock, ID: 2, Room: room, Target: target})
 					}
 				}
 				wg.Add(1)
-				ws = dialViewer(b, h, fmt.Sprintf("locker-%d", i), room, func(m *relay.Msg) {
+				ws = dialViewer(b, h, fmt.Sprintf("locker-%d", i), room, func(m *wire.Msg) {
 					switch {
-					case m.T == relay.MsgGranted:
-						send(&relay.Msg{T: relay.MsgUnlock, ID: 3, Room: room, Target: m.Target, Token: m.Token})
-					case m.T == relay.MsgOK && m.Target != "":
+					case m.T == wire.MsgGranted:
+						send(&wire.Msg{T: wire.MsgUnlock, ID: 3, Room: room, Target: m.Target, Token: m.Token})
+					case m.T == wire.MsgOK && m.Target != "":
 						mu.Lock()
 						done++
 						finished := done == pairs
@@ -352,7 +353,7 @@ func BenchmarkHubLockWS(b *testing.B) {
 							wg.Done()
 						}
 						next(m.Target)
-					case m.T == relay.MsgError:
+					case m.T == wire.MsgError:
 						panic(m.Message)
 					}
 				})
@@ -449,7 +450,7 @@ func residentBytes() int64 {
 func waitMembers(b *testing.B, h *relaytest.Hub, n int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var info relay.RoomInfo
+		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
 		if len(info.Members) == n {
 			return
@@ -474,7 +475,7 @@ func rawJoin(b *testing.B, addr, room string) net.Conn {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		b.Fatalf("handshake: %v %v", resp, err)
 	}
-	for i, m := range []*relay.Msg{{T: relay.MsgHello, Client: fmt.Sprintf("idle-%p", c)}, {T: relay.MsgJoin, ID: 1, Room: room}} {
+	for i, m := range []*wire.Msg{{T: wire.MsgHello, Client: fmt.Sprintf("idle-%p", c)}, {T: wire.MsgJoin, ID: 1, Room: room}} {
 		_ = i
 		p, _ := msgpack.Marshal(m)
 		c.Write(wsFrame(p))

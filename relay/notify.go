@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"framesync/relay/lease"
+	"framesync/relay/wire"
 )
 
 type leaseGrant = lease.Grant
@@ -21,14 +22,14 @@ const maxFrameNotes = 64
 
 // broadcast sends m to every member of r except one (nil for none). The
 // message is encoded once.
-func (s *Server) broadcast(r *room, m *Msg, except *conn) {
+func (s *Server) broadcast(r *room, m *wire.Msg, except *conn) {
 	s.broadcastFunc(r, m, func(c *conn) bool { return c != except })
 }
 
 // broadcastFunc sends m to the members of r for which to returns true. A
 // message for one receiver is sent as plain bytes; one for many is framed
 // once and shared.
-func (s *Server) broadcastFunc(r *room, m *Msg, to func(*conn) bool) {
+func (s *Server) broadcastFunc(r *room, m *wire.Msg, to func(*conn) bool) {
 	r.membersMu.Lock()
 	defer r.membersMu.Unlock()
 	n := 0
@@ -57,15 +58,15 @@ func (s *Server) broadcastFunc(r *room, m *Msg, to func(*conn) bool) {
 // commit of up to maxFrameNotes frames sends one frame_updated per frame,
 // each carrying the new generation and length; any other commit (delete,
 // move, a long extend) sends one generation message instead.
-func (s *Server) afterCommit(r *room, op string, res *CommitResult) {
+func (s *Server) afterCommit(r *room, op string, res *wire.CommitResult) {
 	n := int64(res.Length)
 	if len(res.Frames) > 0 && len(res.Frames) <= maxFrameNotes {
 		for _, f := range res.Frames {
 			idx := int64(f.Index)
-			s.broadcast(r, &Msg{T: MsgFrameUpdated, Room: r.name, Frame: f.ID, Index: &idx, Version: f.Version, Hash: f.Hash, Gen: res.Generation, Frames: &n, State: op}, nil)
+			s.broadcast(r, &wire.Msg{T: wire.MsgFrameUpdated, Room: r.name, Frame: f.ID, Index: &idx, Version: f.Version, Hash: f.Hash, Gen: res.Generation, Frames: &n, State: op}, nil)
 		}
 	} else {
-		s.broadcast(r, &Msg{T: MsgGeneration, Room: r.name, Gen: res.Generation, Frames: &n, State: op}, nil)
+		s.broadcast(r, &wire.Msg{T: wire.MsgGeneration, Room: r.name, Gen: res.Generation, Frames: &n, State: op}, nil)
 	}
 	s.pokeSync(r)
 }
@@ -161,14 +162,14 @@ func (s *Server) leaseEvents(events <-chan lease.Event) {
 			continue
 		}
 		state := ev.Kind.String()
-		m := &Msg{Room: r.name, Target: ev.Grant.Target, Holder: ev.Grant.Holder, Expires: unixMilli(ev.Grant.Expires), State: state}
+		m := &wire.Msg{Room: r.name, Target: ev.Grant.Target, Holder: ev.Grant.Holder, Expires: unixMilli(ev.Grant.Expires), State: state}
 		if ev.Grant.Target == targetPresenter {
-			m.T = MsgPresenter
+			m.T = wire.MsgPresenter
 			if ev.Kind == lease.Released || ev.Kind == lease.Expired {
 				r.endPresenting(ev.Grant.Holder)
 			}
 		} else {
-			m.T = MsgLockState
+			m.T = wire.MsgLockState
 		}
 		if ev.Kind == lease.Acquired || ev.Kind == lease.Renewed || ev.Kind == lease.Released {
 			// The holder asked for it and has its reply; tell the others.
@@ -182,7 +183,7 @@ func (s *Server) leaseEvents(events <-chan lease.Event) {
 
 // presenterFrame handles a frame message: only the presenter's are
 // accepted and fanned out.
-func (r *room) presenterFrame(c *conn, m *Msg) {
+func (r *room) presenterFrame(c *conn, m *wire.Msg) {
 	s := r.srv
 	g, ok, err := s.leases.Get(s.ctx, r.name, targetPresenter)
 	if err != nil || !ok || g.Holder != c.client {
@@ -192,13 +193,13 @@ func (r *room) presenterFrame(c *conn, m *Msg) {
 		}
 		return
 	}
-	out := &Msg{T: MsgFrame, Room: r.name, Client: c.client, Step: m.Step, Frame: m.Frame, Payload: m.Payload, Sent: m.Sent}
+	out := &wire.Msg{T: wire.MsgFrame, Room: r.name, Client: c.client, Step: m.Step, Frame: m.Frame, Payload: m.Payload, Sent: m.Sent}
 	r.mu.Lock()
 	r.present = out
 	r.mu.Unlock()
 	s.broadcast(r, out, c)
 	if m.ID != 0 {
-		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: r.name})
+		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID, Room: r.name})
 	}
 }
 

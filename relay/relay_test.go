@@ -15,6 +15,7 @@ import (
 	"framesync/crdt"
 	"framesync/relay"
 	"framesync/relay/relaytest"
+	"framesync/relay/wire"
 )
 
 // testFrame returns a valid frame of n atoms whose positions depend on seed.
@@ -42,13 +43,13 @@ func encodeFrame(t testing.TB, f *framesync.Frame) []byte {
 
 // commit posts a msgpack commit request and returns the status and the
 // decoded JSON answer.
-func commit(t testing.TB, h *relaytest.Hub, room string, req *relay.CommitRequest) (int, map[string]any) {
+func commit(t testing.TB, h *relaytest.Hub, room string, req *wire.CommitRequest) (int, map[string]any) {
 	t.Helper()
 	b, err := msgpack.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, body := h.Do("POST", "/api/rooms/"+room+"/commit", b, "Content-Type", relay.ContentMsgpack)
+	code, body := h.Do("POST", "/api/rooms/"+room+"/commit", b, "Content-Type", wire.ContentMsgpack)
 	var out map[string]any
 	if err := json.Unmarshal(body, &out); err != nil {
 		t.Fatalf("commit answer %d %q: %v", code, body, err)
@@ -56,51 +57,51 @@ func commit(t testing.TB, h *relaytest.Hub, room string, req *relay.CommitReques
 	return code, out
 }
 
-func mustCommit(t testing.TB, h *relaytest.Hub, room string, req *relay.CommitRequest) relay.CommitResult {
+func mustCommit(t testing.TB, h *relaytest.Hub, room string, req *wire.CommitRequest) wire.CommitResult {
 	t.Helper()
 	b, err := msgpack.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, body := h.Do("POST", "/api/rooms/"+room+"/commit", b, "Content-Type", relay.ContentMsgpack)
+	code, body := h.Do("POST", "/api/rooms/"+room+"/commit", b, "Content-Type", wire.ContentMsgpack)
 	if code != http.StatusOK {
 		t.Fatalf("commit %s: %d %s", req.Op, code, body)
 	}
-	var res relay.CommitResult
+	var res wire.CommitResult
 	if err := json.Unmarshal(body, &res); err != nil {
 		t.Fatal(err)
 	}
 	return res
 }
 
-func lock(t testing.TB, c *relaytest.Client, room, target string, ttl time.Duration) *relay.Msg {
+func lock(t testing.TB, c *relaytest.Client, room, target string, ttl time.Duration) *wire.Msg {
 	t.Helper()
-	g := c.Request(&relay.Msg{T: relay.MsgLock, Room: room, Target: target, TTLms: ttl.Milliseconds()})
-	if g.T != relay.MsgGranted {
+	g := c.Request(&wire.Msg{T: wire.MsgLock, Room: room, Target: target, TTLms: ttl.Milliseconds()})
+	if g.T != wire.MsgGranted {
 		t.Fatalf("lock %s: %s %s %s", target, g.T, g.Code, g.Message)
 	}
 	return g
 }
 
-func join(t testing.TB, c *relaytest.Client, room string) *relay.RoomInfo {
+func join(t testing.TB, c *relaytest.Client, room string) *wire.RoomInfo {
 	t.Helper()
-	m := c.Request(&relay.Msg{T: relay.MsgJoin, Room: room})
-	if m.T != relay.MsgJoined {
+	m := c.Request(&wire.Msg{T: wire.MsgJoin, Room: room})
+	if m.T != wire.MsgJoined {
 		t.Fatalf("join %s: %s %s", room, m.Code, m.Message)
 	}
 	return m.Info
 }
 
 // seed fills room with n frames through a trajectory lock held by c.
-func seed(t testing.TB, h *relaytest.Hub, c *relaytest.Client, room string, n, atoms int) relay.CommitResult {
+func seed(t testing.TB, h *relaytest.Hub, c *relaytest.Client, room string, n, atoms int) wire.CommitResult {
 	t.Helper()
 	g := lock(t, c, room, "trajectory", time.Minute)
-	req := &relay.CommitRequest{Op: relay.OpExtend, Token: g.Token}
+	req := &wire.CommitRequest{Op: wire.OpExtend, Token: g.Token}
 	for i := range n {
 		req.Frames = append(req.Frames, encodeFrame(t, testFrame(atoms, float64(i))))
 	}
 	res := mustCommit(t, h, room, req)
-	if r := c.Request(&relay.Msg{T: relay.MsgUnlock, Room: room, Target: "trajectory", Token: g.Token}); r.T != relay.MsgOK {
+	if r := c.Request(&wire.Msg{T: wire.MsgUnlock, Room: room, Target: "trajectory", Token: g.Token}); r.T != wire.MsgOK {
 		t.Fatalf("unlock: %s", r.Message)
 	}
 	return res
@@ -139,12 +140,12 @@ func (r *replica) syncWhile(t testing.TB, c *relaytest.Client, room, doc string,
 			if !ok {
 				break
 			}
-			if err := c.Send(&relay.Msg{T: relay.MsgSync, Room: room, Doc: doc, Data: out}); err != nil {
+			if err := c.Send(&wire.Msg{T: wire.MsgSync, Room: room, Doc: doc, Data: out}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		wait := min(time.Until(deadline), 100*time.Millisecond)
-		m, err := c.WaitErr(func(m *relay.Msg) bool { return m.T == relay.MsgSync && m.Doc == doc && m.Room == room }, wait)
+		m, err := c.WaitErr(func(m *wire.Msg) bool { return m.T == wire.MsgSync && m.Doc == doc && m.Room == room }, wait)
 		if err != nil {
 			if time.Now().After(deadline) {
 				t.Fatalf("sync %s: replica at %v: %v", doc, r.doc.Heads(), err)
@@ -175,7 +176,7 @@ func TestTwoClientsEditAndConverge(t *testing.T) {
 		}
 		return hs
 	}
-	bt.syncUntil(t, b, "default", relay.DocTrajectory, trajHeads())
+	bt.syncUntil(t, b, "default", wire.DocTrajectory, trajHeads())
 
 	// A locks frame 3, uploads its new positions, commits a patch.
 	g := lock(t, a, "default", "frame:"+f3.ID, time.Minute)
@@ -193,14 +194,14 @@ func TestTwoClientsEditAndConverge(t *testing.T) {
 		t.Fatalf("put blob: %d %s", code, body)
 	}
 	base := f3.Version
-	cr := mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpPatch, Token: g.Token, Frame: f3.ID, Base: &base, Fields: map[string]string{"positions": ph.String()}})
+	cr := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpPatch, Token: g.Token, Frame: f3.ID, Base: &base, Fields: map[string]string{"positions": ph.String()}})
 	if len(cr.Frames) != 1 || cr.Frames[0].Version != 2 || cr.Frames[0].Index != 3 {
 		t.Fatalf("patch result %+v", cr)
 	}
 
 	// B is told, fetches only the fields that changed, and converges.
-	note := b.Wait(func(m *relay.Msg) bool {
-		return m.T == relay.MsgFrameUpdated && m.Frame == f3.ID && m.State == relay.OpPatch
+	note := b.Wait(func(m *wire.Msg) bool {
+		return m.T == wire.MsgFrameUpdated && m.Frame == f3.ID && m.State == wire.OpPatch
 	}, 5*time.Second)
 	if note.Version != 2 || *note.Index != 3 || note.Hash != cr.Frames[0].Hash || note.Gen != cr.Generation {
 		t.Fatalf("notification %+v, commit %+v", note, cr)
@@ -228,7 +229,7 @@ func TestTwoClientsEditAndConverge(t *testing.T) {
 	if !got.Positions.Equal(newPos) || got.Numbers != nil {
 		t.Fatalf("fetched %v", got.Fields())
 	}
-	bt.syncUntil(t, b, "default", relay.DocTrajectory, trajHeads())
+	bt.syncUntil(t, b, "default", wire.DocTrajectory, trajHeads())
 	tr, err := crdt.OpenTrajectory(bt.doc, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -262,30 +263,30 @@ func TestCommitChecks(t *testing.T) {
 	ga := lock(t, a, "default", "frame:"+f3.ID, time.Minute)
 
 	// B cannot lock frame 3 while A holds it: 423 semantics on the control channel.
-	m := b.Request(&relay.Msg{T: relay.MsgLock, Room: "default", Target: "frame:" + f3.ID})
-	if m.T != relay.MsgError || m.Code != "locked" || m.Payload["holder"] != "alice" {
+	m := b.Request(&wire.Msg{T: wire.MsgLock, Room: "default", Target: "frame:" + f3.ID})
+	if m.T != wire.MsgError || m.Code != "locked" || m.Payload["holder"] != "alice" {
 		t.Fatalf("second lock: %+v", m)
 	}
 	// B commits frame 3 with a token that is not the holder's: 423 with the holder.
 	base := int64(1)
-	code, out := commit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: ga.Token + 1000, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 7))}})
+	code, out := commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token + 1000, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 7))}})
 	if code != http.StatusLocked && code != http.StatusPreconditionFailed {
 		t.Fatalf("foreign token: %d %v", code, out)
 	}
 	// A commits with a stale base version: 409 with the current version.
-	mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 8))}})
-	code, out = commit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 8))}})
+	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
 	if code != http.StatusConflict || out["code"] != "conflict" || out["current_version"] != float64(2) {
 		t.Fatalf("stale base: %d %v", code, out)
 	}
 	// A locked frame commit needs the base version: 428.
-	code, out = commit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: ga.Token, Frame: f3.ID, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
+	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
 	if code != http.StatusPreconditionRequired {
 		t.Fatalf("no base: %d %v", code, out)
 	}
 	// With the lock held by A, B gets 423 naming A.
-	gb0 := b.Request(&relay.Msg{T: relay.MsgLock, Room: "default", Target: "frame:" + f3.ID})
-	if gb0.T != relay.MsgError {
+	gb0 := b.Request(&wire.Msg{T: wire.MsgLock, Room: "default", Target: "frame:" + f3.ID})
+	if gb0.T != wire.MsgError {
 		t.Fatal("B got the lock while A holds it")
 	}
 
@@ -294,18 +295,18 @@ func TestCommitChecks(t *testing.T) {
 	short := lock(t, a, "default", "frame:"+f1, time.Second)
 	late := encodeFrame(t, testFrame(3, 42)) // A "uploads" slowly
 	waitFor(t, 5*time.Second, "A's lease to expire", func() bool {
-		var info relay.RoomInfo
+		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
-		return !slices.ContainsFunc(info.Locks, func(l relay.LockInfo) bool { return l.Target == "frame:"+f1 })
+		return !slices.ContainsFunc(info.Locks, func(l wire.LockInfo) bool { return l.Target == "frame:"+f1 })
 	})
 	gb := lock(t, b, "default", "frame:"+f1, time.Minute)
 	if gb.Token <= short.Token {
 		t.Fatalf("fencing token went backwards: %d after %d", gb.Token, short.Token)
 	}
 	one := int64(1)
-	mustCommit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: gb.Token, Frame: f1, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 43))}})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: gb.Token, Frame: f1, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 43))}})
 	two := int64(2)
-	code, out = commit(t, h, "default", &relay.CommitRequest{Op: relay.OpReplace, Token: short.Token, Frame: f1, Base: &two, Frames: []msgpack.RawMessage{late}})
+	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: short.Token, Frame: f1, Base: &two, Frames: []msgpack.RawMessage{late}})
 	if code != http.StatusLocked || out["holder"] != "bob" {
 		t.Fatalf("late commit: %d %v", code, out)
 	}
@@ -318,7 +319,7 @@ func TestCommitChecks(t *testing.T) {
 
 func seedFrameID(t testing.TB, h *relaytest.Hub, i int) string {
 	t.Helper()
-	var ch relay.Changes
+	var ch wire.Changes
 	h.JSON("GET", "/api/rooms/default/changes", nil, &ch)
 	return ch.Frames[i].ID
 }
@@ -345,8 +346,8 @@ func TestLockFreedOnDisconnect(t *testing.T) {
 	lock(t, a, "default", "trajectory", time.Minute)
 	a.Conn().UnderlyingConn().Close() // the network drops, no close frame
 	start := time.Now()
-	b.Wait(func(m *relay.Msg) bool {
-		return m.T == relay.MsgLockState && m.Target == "trajectory" && m.State == "released"
+	b.Wait(func(m *wire.Msg) bool {
+		return m.T == wire.MsgLockState && m.Target == "trajectory" && m.State == "released"
 	}, time.Second)
 	lock(t, b, "default", "trajectory", time.Minute)
 	t.Logf("lock free %v after the drop", time.Since(start))
@@ -361,41 +362,41 @@ func TestPresenter(t *testing.T) {
 		join(t, c, "default")
 	}
 	// Race: both ask at once, exactly one wins.
-	ra := make(chan *relay.Msg)
-	go func() { ra <- a.Request(&relay.Msg{T: relay.MsgPresent, Room: "default"}) }()
-	rb := b.Request(&relay.Msg{T: relay.MsgPresent, Room: "default"})
+	ra := make(chan *wire.Msg)
+	go func() { ra <- a.Request(&wire.Msg{T: wire.MsgPresent, Room: "default"}) }()
+	rb := b.Request(&wire.Msg{T: wire.MsgPresent, Room: "default"})
 	rA := <-ra
-	if (rA.T == relay.MsgGranted) == (rb.T == relay.MsgGranted) {
+	if (rA.T == wire.MsgGranted) == (rb.T == wire.MsgGranted) {
 		t.Fatalf("present race: alice %s, bob %s", rA.T, rb.T)
 	}
 	win, lose := a, b
-	if rb.T == relay.MsgGranted {
+	if rb.T == wire.MsgGranted {
 		win, lose = b, a
 	}
 	// The loser's frames are ignored; the winner's reach the viewer.
-	lose.Send(&relay.Msg{T: relay.MsgFrame, Room: "default", Step: ptr(int64(666))})
-	win.Send(&relay.Msg{T: relay.MsgFrame, Room: "default", Step: ptr(int64(7))})
-	got := v.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgFrame }, 5*time.Second)
+	lose.Send(&wire.Msg{T: wire.MsgFrame, Room: "default", Step: ptr(int64(666))})
+	win.Send(&wire.Msg{T: wire.MsgFrame, Room: "default", Step: ptr(int64(7))})
+	got := v.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgFrame }, 5*time.Second)
 	if *got.Step != 7 || got.Client != win.ID {
 		t.Fatalf("viewer got %+v", got)
 	}
-	if r := lose.Request(&relay.Msg{T: relay.MsgFrame, Room: "default", Step: ptr(int64(667))}); r.Code != "forbidden" {
+	if r := lose.Request(&wire.Msg{T: wire.MsgFrame, Room: "default", Step: ptr(int64(667))}); r.Code != "forbidden" {
 		t.Fatalf("loser frame with id: %+v", r)
 	}
 	// Without renewal the token expires, and the last frame lands in the state document.
-	v.Wait(func(m *relay.Msg) bool { return m.T == relay.MsgPresenter && m.State == "expired" }, 5*time.Second)
+	v.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgPresenter && m.State == "expired" }, 5*time.Second)
 	waitFor(t, 5*time.Second, "step 7 in the state", func() bool {
-		var info relay.RoomInfo
+		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
 		return info.Step != nil && *info.Step == 7 && info.Presenter == nil
 	})
 	// Now the other one can present; disconnecting releases it.
-	if r := lose.Request(&relay.Msg{T: relay.MsgPresent, Room: "default"}); r.T != relay.MsgGranted {
+	if r := lose.Request(&wire.Msg{T: wire.MsgPresent, Room: "default"}); r.T != wire.MsgGranted {
 		t.Fatalf("present after expiry: %+v", r)
 	}
 	lose.Close()
-	v.Wait(func(m *relay.Msg) bool {
-		return m.T == relay.MsgPresenter && m.State == "released" && m.Holder == lose.ID
+	v.Wait(func(m *wire.Msg) bool {
+		return m.T == wire.MsgPresenter && m.State == "released" && m.Holder == lose.ID
 	}, 5*time.Second)
 }
 

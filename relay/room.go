@@ -12,6 +12,7 @@ import (
 
 	"framesync"
 	"framesync/crdt"
+	"framesync/relay/wire"
 )
 
 // feedKeep is how many commits a room remembers for ?since= change feeds;
@@ -40,7 +41,7 @@ type room struct {
 	feed      []feedMark // the last feedKeep commits, oldest first
 	feedFloor int64      // generations at or below this are not in feed
 	deleted   bool
-	present   *Msg // the presenter's last frame message
+	present   *wire.Msg // the presenter's last frame message
 
 	membersMu sync.Mutex
 	members   map[*conn]*member
@@ -89,8 +90,8 @@ func (s *Server) newRoom(name string, trajSnap, stateSnap []byte) (*room, error)
 		return nil, err
 	}
 	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}}
-	r.trajFile = openDocFile(dir, DocTrajectory)
-	r.stateFile = openDocFile(dir, DocState)
+	r.trajFile = openDocFile(dir, wire.DocTrajectory)
+	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
 	if err := r.trajFile.writeSnapshot(traj.Save()); err != nil {
 		return nil, err
@@ -118,8 +119,8 @@ func (s *Server) openRoom(name string) (*room, error) {
 		return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: filepath.Join(dir, "room.json"), Err: err}
 	}
 	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}}
-	r.trajFile = openDocFile(dir, DocTrajectory)
-	r.stateFile = openDocFile(dir, DocState)
+	r.trajFile = openDocFile(dir, wire.DocTrajectory)
+	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
 	tdoc, err := loadDoc(r.trajFile, s.docOptions())
 	if err != nil {
@@ -231,7 +232,7 @@ func (r *room) remove() error {
 	return os.RemoveAll(trash)
 }
 
-func (r *room) summary() RoomSummary {
+func (r *room) summary() wire.RoomSummary {
 	n, _ := r.traj.Len()
 	gen, _ := r.traj.Generation()
 	r.mu.Lock()
@@ -240,44 +241,19 @@ func (r *room) summary() RoomSummary {
 	r.membersMu.Lock()
 	members := len(r.members)
 	r.membersMu.Unlock()
-	return RoomSummary{Name: r.name, Frames: n, Generation: gen, Members: members, Changed: changed}
+	return wire.RoomSummary{Name: r.name, Frames: n, Generation: gen, Members: members, Changed: changed}
 }
 
-// RoomInfo answers GET /api/rooms/{room} and is sent in "joined".
-type RoomInfo struct {
-	Name       string       `json:"name" msgpack:"name"`
-	Created    time.Time    `json:"created" msgpack:"created"`
-	Frames     int          `json:"frames" msgpack:"frames"`
-	Generation int64        `json:"generation" msgpack:"generation"`
-	Members    []MemberInfo `json:"members" msgpack:"members"`
-	Locks      []LockInfo   `json:"locks" msgpack:"locks"`
-	Presenter  *LockInfo    `json:"presenter,omitempty" msgpack:"presenter,omitempty"`
-	Step       *int64       `json:"step,omitempty" msgpack:"step,omitempty"`
-}
-
-// MemberInfo is one member of a room.
-type MemberInfo struct {
-	Client string `json:"client" msgpack:"client"`
-	Name   string `json:"name,omitempty" msgpack:"name,omitempty"`
-}
-
-// LockInfo is one live lease of a room.
-type LockInfo struct {
-	Target  string    `json:"target" msgpack:"target"`
-	Holder  string    `json:"holder" msgpack:"holder"`
-	Expires time.Time `json:"expires" msgpack:"expires"`
-}
-
-func (r *room) info() (*RoomInfo, error) {
+func (r *room) info() (*wire.RoomInfo, error) {
 	sum := r.summary()
-	info := &RoomInfo{Name: r.name, Created: r.created, Frames: sum.Frames, Generation: sum.Generation, Members: []MemberInfo{}, Locks: []LockInfo{}}
+	info := &wire.RoomInfo{Name: r.name, Created: r.created, Frames: sum.Frames, Generation: sum.Generation, Members: []wire.MemberInfo{}, Locks: []wire.LockInfo{}}
 	seen := map[string]bool{}
 	r.membersMu.Lock()
 	for c, m := range r.members {
 		if !seen[c.client] {
 			seen[c.client] = true
 			_ = m
-			info.Members = append(info.Members, MemberInfo{Client: c.client, Name: c.name})
+			info.Members = append(info.Members, wire.MemberInfo{Client: c.client, Name: c.name})
 		}
 	}
 	r.membersMu.Unlock()
@@ -287,7 +263,7 @@ func (r *room) info() (*RoomInfo, error) {
 		return nil, err
 	}
 	for _, g := range grants {
-		li := LockInfo{Target: g.Target, Holder: g.Holder, Expires: g.Expires}
+		li := wire.LockInfo{Target: g.Target, Holder: g.Holder, Expires: g.Expires}
 		if g.Target == targetPresenter {
 			info.Presenter = &li
 			continue

@@ -19,6 +19,7 @@ import (
 	"framesync/blobstore"
 	"framesync/crdt"
 	"framesync/relay/lease"
+	"framesync/relay/wire"
 )
 
 // DefaultRoom is the room every hub has.
@@ -362,7 +363,7 @@ func (s *Server) deleteRoom(name string) error {
 	s.removed[name] = s.hubGen
 	s.mu.Unlock()
 	r.markDeleted()
-	s.broadcast(r, &Msg{T: MsgRoomDeleted, Room: name}, nil)
+	s.broadcast(r, &wire.Msg{T: wire.MsgRoomDeleted, Room: name}, nil)
 	for _, c := range r.memberConns() {
 		c.leaveRoom(r)
 	}
@@ -375,30 +376,12 @@ func (s *Server) deleteRoom(name string) error {
 	return r.remove()
 }
 
-// RoomSummary is one room in the rooms listing.
-type RoomSummary struct {
-	Name       string `json:"name" msgpack:"name"`
-	Frames     int    `json:"frames" msgpack:"frames"`
-	Generation int64  `json:"generation" msgpack:"generation"`
-	Members    int    `json:"members" msgpack:"members"`
-	Changed    int64  `json:"changed" msgpack:"changed"` // hub generation of the room's last change
-}
-
-// RoomsListing answers GET /api/rooms.
-type RoomsListing struct {
-	Hub        string        `json:"hub"`
-	Generation int64         `json:"generation"` // hub-wide generation
-	Full       bool          `json:"full"`       // Rooms lists every room; otherwise only those changed since
-	Rooms      []RoomSummary `json:"rooms"`
-	Removed    []string      `json:"removed,omitempty"` // rooms deleted since (only when not Full)
-}
-
 // listRooms returns the rooms changed after hub generation since, or every
 // room when since is negative, older than the hub's memory or newer than
 // the current generation.
-func (s *Server) listRooms(since int64) RoomsListing {
+func (s *Server) listRooms(since int64) wire.RoomsListing {
 	s.mu.Lock()
-	out := RoomsListing{Hub: s.hubID, Generation: s.hubGen}
+	out := wire.RoomsListing{Hub: s.hubID, Generation: s.hubGen}
 	out.Full = since < s.fullBelow || since > s.hubGen
 	rooms := make([]*room, 0, len(s.rooms))
 	for _, r := range s.rooms {
@@ -421,7 +404,7 @@ func (s *Server) listRooms(since int64) RoomsListing {
 	sort.Slice(out.Rooms, func(i, j int) bool { return out.Rooms[i].Name < out.Rooms[j].Name })
 	sort.Strings(out.Removed)
 	if out.Rooms == nil {
-		out.Rooms = []RoomSummary{}
+		out.Rooms = []wire.RoomSummary{}
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 
 	"framesync"
 	"framesync/crdt"
+	"framesync/relay/wire"
 )
 
 // Control channel timing.
@@ -26,12 +27,6 @@ const (
 	defaultTTL   = 60 * time.Second
 	maxTTL       = 10 * time.Minute
 	minTTL       = time.Second
-)
-
-// Close codes the hub uses besides the standard ones.
-const (
-	CloseTooSlow  = 4001 // the client did not read fast enough: its send queue overflowed
-	CloseBadHello = 4002 // the first message was not a valid hello
 )
 
 var upgrader = websocket.Upgrader{
@@ -124,7 +119,7 @@ func (c *conn) serve() {
 	c.ws.SetReadLimit(s.opts.MaxMessage)
 	c.ws.SetReadDeadline(time.Now().Add(helloTimeout))
 	if err := c.hello(); err != nil {
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseBadHello, truncate(err.Error(), 120)), time.Now().Add(time.Second))
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wire.CloseBadHello, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		c.stop()
 		return
 	}
@@ -137,7 +132,7 @@ func (c *conn) serve() {
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	c.pinger.Store(time.AfterFunc(pingInterval, c.ping))
-	c.reply(&Msg{T: MsgWelcome, Hub: s.hubID, Client: c.client, Version: ProtocolVersion})
+	c.reply(&wire.Msg{T: wire.MsgWelcome, Hub: s.hubID, Client: c.client, Version: wire.ProtocolVersion})
 	c.readLoop()
 	c.stop()
 }
@@ -183,7 +178,7 @@ func (c *conn) hello() error {
 	if err != nil {
 		return fmt.Errorf("bad hello: %v", err)
 	}
-	if m.T != MsgHello {
+	if m.T != wire.MsgHello {
 		return fmt.Errorf("first message is %q, want hello", m.T)
 	}
 	if m.Client == "" {
@@ -260,7 +255,7 @@ func (c *conn) write(o outMsg) error {
 		if p := c.why.Load(); p != nil && *p != "" {
 			why = *p
 			if why == "too slow" {
-				code = CloseTooSlow
+				code = wire.CloseTooSlow
 			} else if why == "hub shutting down" {
 				code = websocket.CloseGoingAway
 			}
@@ -388,7 +383,7 @@ type outMsg struct {
 	close bool // send the close frame and stop writing
 }
 
-func encodeOut(m *Msg) []byte {
+func encodeOut(m *wire.Msg) []byte {
 	b, err := encodeMsg(m)
 	if err != nil {
 		panic(fmt.Sprintf("relay: encode %s: %v", m.T, err)) // our own message types always encode
@@ -397,7 +392,7 @@ func encodeOut(m *Msg) []byte {
 }
 
 // shared returns m as a message for many receivers.
-func shared(m *Msg) outMsg {
+func shared(m *wire.Msg) outMsg {
 	pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, encodeOut(m))
 	if err != nil {
 		panic(err)
@@ -405,14 +400,14 @@ func shared(m *Msg) outMsg {
 	return outMsg{pm: pm}
 }
 
-func (c *conn) reply(m *Msg) { c.enqueue(outMsg{b: encodeOut(m)}) }
+func (c *conn) reply(m *wire.Msg) { c.enqueue(outMsg{b: encodeOut(m)}) }
 
 func (c *conn) replyErr(id uint64, err error) {
 	k, body := errorBody(err)
 	if k == framesync.Internal {
 		c.srv.log.Error("control request failed", "client", c.client, "err", err)
 	}
-	m := &Msg{T: MsgError, ID: id, Code: k.Code(), Message: body["message"].(string)}
+	m := &wire.Msg{T: wire.MsgError, ID: id, Code: k.Code(), Message: body["message"].(string)}
 	delete(body, "code")
 	delete(body, "message")
 	if len(body) > 0 {
@@ -436,11 +431,11 @@ func (c *conn) member(name string) (*member, error) {
 // roomMessages are the message types that need the sender to be a member
 // of their room.
 var roomMessages = map[string]bool{
-	MsgLeave: true, MsgSync: true, MsgLock: true, MsgRenew: true, MsgUnlock: true,
-	MsgPresent: true, MsgUnpresent: true, MsgFrame: true, MsgPresence: true,
+	wire.MsgLeave: true, wire.MsgSync: true, wire.MsgLock: true, wire.MsgRenew: true, wire.MsgUnlock: true,
+	wire.MsgPresent: true, wire.MsgUnpresent: true, wire.MsgFrame: true, wire.MsgPresence: true,
 }
 
-func (c *conn) handle(m *Msg) {
+func (c *conn) handle(m *wire.Msg) {
 	s := c.srv
 	ctx := s.ctx
 	var mb *member
@@ -452,16 +447,16 @@ func (c *conn) handle(m *Msg) {
 		}
 	}
 	switch m.T {
-	case MsgJoin:
+	case wire.MsgJoin:
 		c.join(m)
-	case MsgLeave:
+	case wire.MsgLeave:
 		c.leaveRoom(mb.room)
-		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
-	case MsgSync:
+		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID, Room: m.Room})
+	case wire.MsgSync:
 		if err := mb.receive(m.Doc, m.Data); err != nil {
 			c.replyErr(m.ID, err)
 		}
-	case MsgLock, MsgRenew:
+	case wire.MsgLock, wire.MsgRenew:
 		if err := checkTarget(m.Target); err != nil {
 			c.replyErr(m.ID, err)
 			return
@@ -472,7 +467,7 @@ func (c *conn) handle(m *Msg) {
 			return
 		}
 		var g leaseGrant
-		if m.T == MsgLock {
+		if m.T == wire.MsgLock {
 			g, err = s.leases.Acquire(ctx, mb.room.name, m.Target, c.client, ttl)
 		} else {
 			g, err = s.leases.Renew(ctx, mb.room.name, m.Target, c.client, m.Token, ttl)
@@ -481,21 +476,21 @@ func (c *conn) handle(m *Msg) {
 			c.replyErr(m.ID, err)
 			return
 		}
-		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
-	case MsgUnlock:
+		c.reply(&wire.Msg{T: wire.MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
+	case wire.MsgUnlock:
 		if err := s.leases.Release(ctx, mb.room.name, m.Target, c.client, m.Token); err != nil {
 			c.replyErr(m.ID, err)
 			return
 		}
-		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room, Target: m.Target})
-	case MsgPresent:
+		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID, Room: m.Room, Target: m.Target})
+	case wire.MsgPresent:
 		g, err := s.leases.Acquire(ctx, mb.room.name, targetPresenter, c.client, s.opts.PresenterTTL)
 		if err != nil {
 			c.replyErr(m.ID, err)
 			return
 		}
-		c.reply(&Msg{T: MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
-	case MsgUnpresent:
+		c.reply(&wire.Msg{T: wire.MsgGranted, ID: m.ID, Room: m.Room, Target: g.Target, Token: g.Token, Expires: unixMilli(g.Expires), Holder: g.Holder})
+	case wire.MsgUnpresent:
 		g, ok, err := s.leases.Get(ctx, mb.room.name, targetPresenter)
 		if err == nil && ok && g.Holder == c.client {
 			err = s.leases.Release(ctx, mb.room.name, targetPresenter, c.client, g.Token)
@@ -504,13 +499,13 @@ func (c *conn) handle(m *Msg) {
 			c.replyErr(m.ID, err)
 			return
 		}
-		c.reply(&Msg{T: MsgOK, ID: m.ID, Room: m.Room})
-	case MsgFrame:
+		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID, Room: m.Room})
+	case wire.MsgFrame:
 		mb.room.presenterFrame(c, m)
-	case MsgPresence:
-		out := &Msg{T: MsgPresence, Room: m.Room, Client: c.client, Name: c.name, Payload: m.Payload, Sent: m.Sent}
+	case wire.MsgPresence:
+		out := &wire.Msg{T: wire.MsgPresence, Room: m.Room, Client: c.client, Name: c.name, Payload: m.Payload, Sent: m.Sent}
 		s.broadcast(mb.room, out, c)
-	case MsgHello:
+	case wire.MsgHello:
 		c.replyErr(m.ID, badInput("hello", "", "hello was already received"))
 	default:
 		c.replyErr(m.ID, badInput("message", "t", fmt.Sprintf("unknown message type %q", m.T)))
@@ -543,7 +538,7 @@ func ttlOf(ms int64) (time.Duration, error) {
 }
 
 // join adds the connection to a room and starts syncing its documents.
-func (c *conn) join(m *Msg) {
+func (c *conn) join(m *wire.Msg) {
 	r, err := c.srv.room(m.Room)
 	if err != nil {
 		c.replyErr(m.ID, err)
@@ -553,7 +548,7 @@ func (c *conn) join(m *Msg) {
 	if _, ok := c.rooms[r]; ok {
 		c.mu.Unlock()
 		info, _ := r.info()
-		c.reply(&Msg{T: MsgJoined, ID: m.ID, Room: r.name, Info: info})
+		c.reply(&wire.Msg{T: wire.MsgJoined, ID: m.ID, Room: r.name, Info: info})
 		return
 	}
 	mb := &member{room: r, c: c}
@@ -579,8 +574,8 @@ func (c *conn) join(m *Msg) {
 		c.replyErr(m.ID, err)
 		return
 	}
-	c.reply(&Msg{T: MsgJoined, ID: m.ID, Room: r.name, Info: info})
-	c.srv.broadcast(r, &Msg{T: MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "joined"}, c)
+	c.reply(&wire.Msg{T: wire.MsgJoined, ID: m.ID, Room: r.name, Info: info})
+	c.srv.broadcast(r, &wire.Msg{T: wire.MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "joined"}, c)
 	mb.flush()
 }
 
@@ -598,7 +593,7 @@ func (c *conn) leaveRoom(r *room) {
 		delete(r.members, c)
 	}
 	r.membersMu.Unlock()
-	c.srv.broadcast(r, &Msg{T: MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "left"}, c)
+	c.srv.broadcast(r, &wire.Msg{T: wire.MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "left"}, c)
 }
 
 // cleanup runs once the connection is gone: it leaves every room and, if
@@ -639,12 +634,12 @@ func (mb *member) receive(doc string, data []byte) error {
 	mb.mu.Lock()
 	var err error
 	switch doc {
-	case DocTrajectory:
+	case wire.DocTrajectory:
 		err = mb.trajSess.Receive(data)
 		if errors.Is(err, framesync.Forbidden) {
 			err = &framesync.Error{Kind: framesync.Forbidden, Op: "sync trajectory", Msg: "the trajectory document is written only by the hub: commit over HTTP instead; nothing was applied", Err: err}
 		}
-	case DocState:
+	case wire.DocState:
 		before := r.state.Heads()
 		err = mb.stateSess.Receive(data)
 		if err == nil && !before.Equal(r.state.Heads()) {
@@ -669,13 +664,13 @@ func (mb *member) flush() {
 	for _, d := range []struct {
 		name string
 		s    *crdt.Session
-	}{{DocTrajectory, mb.trajSess}, {DocState, mb.stateSess}} {
+	}{{wire.DocTrajectory, mb.trajSess}, {wire.DocState, mb.stateSess}} {
 		for {
 			msg, ok := d.s.Next()
 			if !ok {
 				break
 			}
-			mb.c.reply(&Msg{T: MsgSync, Room: mb.room.name, Doc: d.name, Data: msg})
+			mb.c.reply(&wire.Msg{T: wire.MsgSync, Room: mb.room.name, Doc: d.name, Data: msg})
 		}
 	}
 }

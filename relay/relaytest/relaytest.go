@@ -23,6 +23,7 @@ import (
 
 	"framesync/blobstore"
 	"framesync/relay"
+	"framesync/relay/wire"
 )
 
 // Hub is a hub running in the test process.
@@ -174,7 +175,7 @@ type Client struct {
 	wmu    sync.Mutex // serialises writes
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []*relay.Msg
+	queue  []*wire.Msg
 	err    error // set when the connection ended
 	nextID uint64
 	closed chan struct{}
@@ -201,10 +202,10 @@ func DialURL(tb testing.TB, url, id, name string) (*Client, error) {
 	c.cond = sync.NewCond(&c.mu)
 	go c.readLoop()
 	tb.Cleanup(c.Close)
-	if err := c.Send(&relay.Msg{T: relay.MsgHello, Client: id, Name: name}); err != nil {
+	if err := c.Send(&wire.Msg{T: wire.MsgHello, Client: id, Name: name}); err != nil {
 		return nil, err
 	}
-	if _, err := c.WaitErr(func(m *relay.Msg) bool { return m.T == relay.MsgWelcome }, 10*time.Second); err != nil {
+	if _, err := c.WaitErr(func(m *wire.Msg) bool { return m.T == wire.MsgWelcome }, 10*time.Second); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -221,7 +222,7 @@ func (c *Client) readLoop() {
 			c.mu.Unlock()
 			return
 		}
-		var m relay.Msg
+		var m wire.Msg
 		if err := msgpack.Unmarshal(b, &m); err != nil {
 			c.err = fmt.Errorf("bad message from hub: %w", err)
 			c.cond.Broadcast()
@@ -235,7 +236,7 @@ func (c *Client) readLoop() {
 }
 
 // Send sends one message.
-func (c *Client) Send(m *relay.Msg) error {
+func (c *Client) Send(m *wire.Msg) error {
 	b, err := msgpack.Marshal(m)
 	if err != nil {
 		return err
@@ -253,7 +254,7 @@ func (c *Client) SendRaw(b []byte) error {
 
 // Request sends m with a fresh ID and returns the hub's reply (which may be
 // an "error" message).
-func (c *Client) Request(m *relay.Msg) *relay.Msg {
+func (c *Client) Request(m *wire.Msg) *wire.Msg {
 	c.tb.Helper()
 	c.mu.Lock()
 	c.nextID++
@@ -263,12 +264,12 @@ func (c *Client) Request(m *relay.Msg) *relay.Msg {
 		c.tb.Fatalf("send %s: %v", m.T, err)
 	}
 	id := m.ID
-	return c.Wait(func(r *relay.Msg) bool { return r.ID == id }, 10*time.Second)
+	return c.Wait(func(r *wire.Msg) bool { return r.ID == id }, 10*time.Second)
 }
 
 // Wait returns (and removes) the first message that satisfies pred,
 // waiting up to timeout; the test fails if none comes.
-func (c *Client) Wait(pred func(*relay.Msg) bool, timeout time.Duration) *relay.Msg {
+func (c *Client) Wait(pred func(*wire.Msg) bool, timeout time.Duration) *wire.Msg {
 	c.tb.Helper()
 	m, err := c.WaitErr(pred, timeout)
 	if err != nil {
@@ -278,7 +279,7 @@ func (c *Client) Wait(pred func(*relay.Msg) bool, timeout time.Duration) *relay.
 }
 
 // WaitErr is Wait returning an error instead of failing the test.
-func (c *Client) WaitErr(pred func(*relay.Msg) bool, timeout time.Duration) (*relay.Msg, error) {
+func (c *Client) WaitErr(pred func(*wire.Msg) bool, timeout time.Duration) (*wire.Msg, error) {
 	deadline := time.Now().Add(timeout)
 	t := time.AfterFunc(timeout, func() {
 		c.mu.Lock()
@@ -306,7 +307,7 @@ func (c *Client) WaitErr(pred func(*relay.Msg) bool, timeout time.Duration) (*re
 }
 
 // Drain removes and returns every message received so far.
-func (c *Client) Drain() []*relay.Msg {
+func (c *Client) Drain() []*wire.Msg {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q := c.queue

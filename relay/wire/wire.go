@@ -1,0 +1,257 @@
+// Package wire is the hub's protocol: the control channel's messages and
+// the bodies of the HTTP API, shared by the hub (package relay) and its
+// clients (package peer). docs/protocol.md describes every message and
+// route.
+package wire
+
+import (
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// CommitRequest is the body of POST /api/rooms/{room}/commit, in msgpack or
+// JSON. docs/protocol.md describes which fields each operation uses.
+type CommitRequest struct {
+	Op     string `json:"op" msgpack:"op"`
+	Token  int64  `json:"token" msgpack:"token"`                       // fencing token of the lock
+	Target string `json:"target,omitempty" msgpack:"target,omitempty"` // lock target; empty = the operation's default
+	// Frame names the frame to change: its ID, or its index as a decimal
+	// number (negative counts from the end).
+	Frame string `json:"frame,omitempty" msgpack:"frame,omitempty"`
+	Index *int64 `json:"index,omitempty" msgpack:"index,omitempty"` // insert position or move destination
+	// Base is the version of Frame the change was made against
+	// (replace, patch, revert). For structural operations it is optional
+	// and, when given, must equal the room's generation.
+	Base *int64 `json:"base,omitempty" msgpack:"base,omitempty"`
+	// Manifests name the new frames by the hash of their manifests, whose
+	// blobs are already uploaded. Alternatively Frames carries the frames
+	// themselves, msgpack-encoded (msgpack bodies only).
+	Manifests []string             `json:"manifests,omitempty" msgpack:"manifests,omitempty"`
+	Frames    []msgpack.RawMessage `json:"-" msgpack:"frames,omitempty"`
+	// Fields (patch) maps field names to the hashes of their new blobs.
+	Fields map[string]string `json:"fields,omitempty" msgpack:"fields,omitempty"`
+	// Remove (patch) lists fields to remove.
+	Remove []string `json:"remove,omitempty" msgpack:"remove,omitempty"`
+	// Version (revert) is the version whose data becomes the new version.
+	Version int64 `json:"version,omitempty" msgpack:"version,omitempty"`
+	// Author is recorded in the frame history; empty = the lock holder.
+	Author string `json:"author,omitempty" msgpack:"author,omitempty"`
+}
+
+// FrameRef is one frame in a commit result or change feed.
+type FrameRef struct {
+	ID      string `json:"id" msgpack:"id"`
+	Index   int    `json:"index" msgpack:"index"`
+	Version int64  `json:"version" msgpack:"version"`
+	Hash    string `json:"hash" msgpack:"hash"`
+}
+
+// CommitResult answers a successful commit.
+type CommitResult struct {
+	Generation int64      `json:"generation" msgpack:"generation"`
+	Frames     []FrameRef `json:"frames" msgpack:"frames"`
+	Length     int        `json:"length" msgpack:"length"`
+}
+
+// Changes answers GET /api/rooms/{room}/changes?since=G: what happened to
+// the room's frames after generation G. When the hub cannot tell (G is
+// older than what it remembers, newer than the room, or absent), Full is
+// set and Frames lists every frame; the client replaces its listing.
+type Changes struct {
+	Room       string     `json:"room"`
+	Generation int64      `json:"generation"`
+	Since      int64      `json:"since"`
+	Full       bool       `json:"full"`
+	Frames     []FrameRef `json:"frames,omitempty"`  // Full: every frame, in order
+	Added      []FrameRef `json:"added,omitempty"`   // frames new since G, with their index now
+	Changed    []FrameRef `json:"changed,omitempty"` // frames with a new version or index
+	Removed    []string   `json:"removed,omitempty"` // IDs of frames deleted since G
+	Length     int        `json:"length"`            // frame count now
+}
+
+// CreateRoomRequest is the body of POST /api/rooms.
+type CreateRoomRequest struct {
+	Name string `json:"name" msgpack:"name"`
+	// From names a room whose trajectory and state the new room starts
+	// with; its frames share their blobs.
+	From string `json:"from,omitempty" msgpack:"from,omitempty"`
+}
+
+// HistoryEntry is one version in GET .../history.
+type HistoryEntry struct {
+	Version int64     `json:"version"`
+	Hash    string    `json:"hash"`
+	Time    time.Time `json:"time"`
+	Author  string    `json:"author"`
+}
+
+// BlobPut answers PUT /api/blobs/{hash}.
+type BlobPut struct {
+	Hash    string `json:"hash"`
+	Size    int64  `json:"size"`
+	Created bool   `json:"created"` // false when the hub had it already
+}
+
+// MissingRequest is the body of POST /api/blobs/missing.
+type MissingRequest struct {
+	Hashes []string `json:"hashes" msgpack:"hashes"`
+}
+
+// RoomInfo answers GET /api/rooms/{room} and is sent in "joined".
+type RoomInfo struct {
+	Name       string       `json:"name" msgpack:"name"`
+	Created    time.Time    `json:"created" msgpack:"created"`
+	Frames     int          `json:"frames" msgpack:"frames"`
+	Generation int64        `json:"generation" msgpack:"generation"`
+	Members    []MemberInfo `json:"members" msgpack:"members"`
+	Locks      []LockInfo   `json:"locks" msgpack:"locks"`
+	Presenter  *LockInfo    `json:"presenter,omitempty" msgpack:"presenter,omitempty"`
+	Step       *int64       `json:"step,omitempty" msgpack:"step,omitempty"`
+}
+
+// MemberInfo is one member of a room.
+type MemberInfo struct {
+	Client string `json:"client" msgpack:"client"`
+	Name   string `json:"name,omitempty" msgpack:"name,omitempty"`
+}
+
+// LockInfo is one live lease of a room.
+type LockInfo struct {
+	Target  string    `json:"target" msgpack:"target"`
+	Holder  string    `json:"holder" msgpack:"holder"`
+	Expires time.Time `json:"expires" msgpack:"expires"`
+}
+
+// RoomSummary is one room in the rooms listing.
+type RoomSummary struct {
+	Name       string `json:"name" msgpack:"name"`
+	Frames     int    `json:"frames" msgpack:"frames"`
+	Generation int64  `json:"generation" msgpack:"generation"`
+	Members    int    `json:"members" msgpack:"members"`
+	Changed    int64  `json:"changed" msgpack:"changed"` // hub generation of the room's last change
+}
+
+// RoomsListing answers GET /api/rooms.
+type RoomsListing struct {
+	Hub        string        `json:"hub"`
+	Generation int64         `json:"generation"` // hub-wide generation
+	Full       bool          `json:"full"`       // Rooms lists every room; otherwise only those changed since
+	Rooms      []RoomSummary `json:"rooms"`
+	Removed    []string      `json:"removed,omitempty"` // rooms deleted since (only when not Full)
+}
+
+// Msg is one control channel message. Only the fields its type uses are
+// set; the rest are omitted on the wire.
+//
+// A flat struct rather than one Go type per message: every client (Go,
+// browser, Python) decodes the same map, and the decoding code stays one
+// line. The table of message types above says which fields each uses.
+type Msg struct {
+	T       string         `msgpack:"t"`
+	ID      uint64         `msgpack:"id,omitempty"`
+	Room    string         `msgpack:"room,omitempty"`
+	Client  string         `msgpack:"client,omitempty"`
+	Name    string         `msgpack:"name,omitempty"`
+	Hub     string         `msgpack:"hub,omitempty"`
+	Version int64          `msgpack:"version,omitempty"`
+	Doc     string         `msgpack:"doc,omitempty"`
+	Data    []byte         `msgpack:"data,omitempty"`
+	Target  string         `msgpack:"target,omitempty"`
+	Token   int64          `msgpack:"token,omitempty"`
+	TTLms   int64          `msgpack:"ttl_ms,omitempty"`
+	Holder  string         `msgpack:"holder,omitempty"`
+	Expires int64          `msgpack:"expires,omitempty"` // unix milliseconds
+	State   string         `msgpack:"state,omitempty"`
+	Frame   string         `msgpack:"frame,omitempty"` // frame ID
+	Index   *int64         `msgpack:"index,omitempty"`
+	Step    *int64         `msgpack:"step,omitempty"`
+	Hash    string         `msgpack:"hash,omitempty"`
+	Gen     int64          `msgpack:"generation,omitempty"`
+	Frames  *int64         `msgpack:"frames,omitempty"` // frame count
+	Code    string         `msgpack:"code,omitempty"`
+	Message string         `msgpack:"message,omitempty"`
+	Info    *RoomInfo      `msgpack:"info,omitempty"`
+	Payload map[string]any `msgpack:"payload,omitempty"` // presence data, presenter camera, error details
+	Sent    int64          `msgpack:"sent,omitempty"`    // unix nanoseconds, set by a sender that measures latency
+}
+
+// ProtocolVersion is the control channel protocol version sent in welcome.
+const ProtocolVersion = 1
+
+// Message types of the control channel. Every message is one WebSocket
+// binary message holding one msgpack map, decoded into Msg; "t" names the
+// type. docs/protocol.md describes each message, its fields and who may send
+// it. Requests carry an "id" chosen by the client; the hub answers each
+// request with a reply carrying the same id: the message named below, or
+// "error". New types are only ever added.
+const (
+	// client → hub
+	MsgHello     = "hello"     // client, name → welcome
+	MsgJoin      = "join"      // room → joined
+	MsgLeave     = "leave"     // room → ok
+	MsgSync      = "sync"      // room, doc, data (no reply; also hub → client)
+	MsgLock      = "lock"      // room, target, ttl_ms → granted
+	MsgRenew     = "renew"     // room, target, token, ttl_ms → granted
+	MsgUnlock    = "unlock"    // room, target, token → ok
+	MsgPresent   = "present"   // room → granted (target "presenter"); also renews
+	MsgUnpresent = "unpresent" // room → ok
+	MsgFrame     = "frame"     // room, step, frame (presenter only; also hub → client)
+	MsgPresence  = "presence"  // room, data (ephemeral; also hub → client)
+
+	// hub → client
+	MsgWelcome      = "welcome"       // hub, client, version
+	MsgJoined       = "joined"        // room, info
+	MsgOK           = "ok"            // id
+	MsgError        = "error"         // id, code, message, details
+	MsgGranted      = "granted"       // room, target, token, expires
+	MsgFrameUpdated = "frame_updated" // room, frame, index, version, hash, generation
+	MsgGeneration   = "generation"    // room, generation, frames (count): after every commit
+	MsgMember       = "member"        // room, client, name, state (joined|left)
+	MsgLockState    = "lock_state"    // room, target, holder, expires, state (acquired|renewed|released|expired)
+	MsgPresenter    = "presenter"     // room, holder, expires, state
+	MsgRoomDeleted  = "room_deleted"  // room
+)
+
+// Document names used in sync messages and snapshot routes.
+const (
+	DocTrajectory = "trajectory"
+	DocState      = "state"
+)
+
+// Commit operations.
+const (
+	OpAppend  = "append"  // add frames at the end (lock: trajectory)
+	OpExtend  = "extend"  // same as append, for many frames
+	OpInsert  = "insert"  // add one frame at Index (lock: trajectory)
+	OpReplace = "replace" // new version of Frame (lock: frame:<id> or trajectory)
+	OpPatch   = "patch"   // new version of Frame with some fields changed (lock as replace)
+	OpRevert  = "revert"  // new version of Frame pointing at an earlier version's data (lock as replace)
+	OpDelete  = "delete"  // remove Frame (lock: trajectory)
+	OpMove    = "move"    // move Frame to Index (lock: trajectory)
+)
+
+// Content types of the data channel.
+const (
+	ContentMsgpack = "application/msgpack"
+	ContentJSON    = "application/json"
+	ContentAM      = "application/octet-stream" // Automerge document bytes
+)
+
+// Close codes the hub uses besides the standard ones.
+const (
+	CloseTooSlow  = 4001 // the client did not read fast enough: its send queue overflowed
+	CloseBadHello = 4002 // the first message was not a valid hello
+)
+
+// Encode returns m as one control channel message.
+func Encode(m *Msg) ([]byte, error) { return msgpack.Marshal(m) }
+
+// Decode parses one control channel message.
+func Decode(b []byte) (*Msg, error) {
+	var m Msg
+	if err := msgpack.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
