@@ -89,6 +89,12 @@ func OpenDir(root string) (*Dir, error) {
 	return d, nil
 }
 
+// SetSync turns the fsync of new blobs (and of their directories) on or
+// off; it is on by default. Turn it off only for a cache whose content can
+// be fetched again: a Put then survives a crash of the process but maybe
+// not one of the machine, where Get reports the damage as ErrCorrupt.
+func (d *Dir) SetSync(on bool) { d.noSync.Store(!on) }
+
 // Root returns the root directory of d, as given to OpenDir.
 func (d *Dir) Root() string { return d.root }
 

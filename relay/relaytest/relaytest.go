@@ -73,7 +73,16 @@ func (h *Hub) start() {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Come back on the same address after a restart, so clients can
+	// reconnect; a new port only if that one was taken meanwhile.
+	addr := "127.0.0.1:0"
+	if h.ln != nil {
+		addr = h.ln.Addr().String()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && addr != "127.0.0.1:0" {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -104,10 +113,19 @@ func (h *Hub) Stop() {
 }
 
 // Restart stops the hub and starts a new one on the same data directory
-// (on a new port: URL changes).
+// and, if it is still free, the same address (else URL changes).
 func (h *Hub) Restart() {
 	h.tb.Helper()
 	h.Stop()
+	h.start()
+}
+
+// Resume starts a stopped hub again, as Restart does.
+func (h *Hub) Resume() {
+	h.tb.Helper()
+	if h.http != nil {
+		h.tb.Fatal("relaytest: Resume of a running hub")
+	}
 	h.start()
 }
 

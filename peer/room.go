@@ -1,0 +1,457 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"framesync/crdt"
+	"framesync/relay/wire"
+)
+
+// Event types besides the hub's message types (wire.MsgFrameUpdated,
+// wire.MsgGeneration, wire.MsgMember, wire.MsgLockState,
+// wire.MsgPresenter, wire.MsgPresence, wire.MsgFrame, wire.MsgRoomDeleted).
+const (
+	EventState        = "state"        // the state document changed: State holds the diff
+	EventTrajectory   = "trajectory"   // the trajectory document changed: Trajectory holds the diff
+	EventJoined       = "joined"       // the room was (re)joined after a connection came up
+	EventDisconnected = "disconnected" // the connection dropped; the client is reconnecting
+	EventLockLost     = "lock_lost"    // a lock held through Room.Lock was lost: Msg.Target names it
+	EventError        = "error"        // something failed in the background: Err
+)
+
+// Event is something that happened in a room.
+type Event struct {
+	Room       string
+	Type       string
+	Msg        *wire.Msg           // the hub's message, for hub message types
+	State      *crdt.StateDiff     // EventState
+	Trajectory *crdt.TrajectoryDiff // EventTrajectory
+	Local      bool                // EventState: the change was made by this client
+	Err        error               // EventError
+}
+
+// Room is a room joined by a Client: its replicated documents, its frames
+// (read through the blob cache) and the edit operations. Its methods are
+// safe for concurrent use.
+type Room struct {
+	// Static after Join.
+	c    *Client
+	name string
+	data *roomData
+	kick chan struct{} // something to send or save (capacity 1)
+	stop chan struct{} // closed by close
+	done chan struct{} // closed when the room's loop has stopped
+
+	smu       sync.Mutex // guards the sessions and joined
+	trajSess  *crdt.Session
+	stateSess *crdt.Session
+	joined    uint64 // connection epoch the room is joined on; 0 = not joined
+
+	readerOnce sync.Once
+	fr         *frameReader
+
+	mu      sync.Mutex // guards the fields below
+	subs    map[chan Event]struct{}
+	dropped int64         // events dropped on full subscriber channels
+	changed chan struct{} // closed and replaced when the trajectory changes
+	locks   map[string]*Lock
+	info    *wire.RoomInfo // from the last joined
+	applied bool           // a remote state change arrived (for Local in events)
+}
+
+// Join joins room name: it opens the room's replica and, when connected,
+// joins it at the hub and starts syncing. Offline (with Options.Offline),
+// the room works from the replica and joins once the hub is reachable.
+// Joining a room twice returns the same *Room.
+func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
+	if err := checkRoomName(name); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if r, ok := c.rooms[name]; ok {
+		c.mu.Unlock()
+		return r, nil
+	}
+	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	data, err := c.rep.openRoom(name, "")
+	if err != nil {
+		return nil, err
+	}
+	r := &Room{
+		c: c, name: name, data: data,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		subs: map[chan Event]struct{}{}, changed: make(chan struct{}), locks: map[string]*Lock{},
+	}
+	r.trajSess = r.session(data.traj.Doc(), data.trajSync)
+	r.stateSess = r.session(data.state.Doc(), data.stateSync)
+	data.traj.Doc().OnChange(func(from, to crdt.Heads) {
+		r.mu.Lock()
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+		r.poke()
+		if d, err := data.traj.Diff(from, to); err == nil && !d.Empty() {
+			r.emit(Event{Type: EventTrajectory, Trajectory: d})
+		}
+	})
+	data.state.OnChange(func(d *crdt.StateDiff, err error) {
+		if err != nil {
+			r.emit(Event{Type: EventError, Err: fmt.Errorf("state diff: %w", err)})
+			return
+		}
+		r.mu.Lock()
+		local := !r.applied
+		r.mu.Unlock()
+		r.poke()
+		if !d.Empty() {
+			r.emit(Event{Type: EventState, State: d, Local: local})
+		}
+	})
+
+	c.mu.Lock()
+	if other, ok := c.rooms[name]; ok { // joined concurrently
+		c.mu.Unlock()
+		return other, nil
+	}
+	c.rooms[name] = r
+	epoch := c.epoch
+	connected := c.ws != nil
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		r.loop()
+	}()
+	if connected {
+		if err := r.join(ctx, epoch); err != nil && !errors.Is(err, ErrOffline) {
+			c.mu.Lock()
+			delete(c.rooms, name)
+			c.mu.Unlock()
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// session resumes a sync session from saved state, or starts one.
+func (r *Room) session(d *crdt.Doc, saved []byte) *crdt.Session {
+	if saved != nil {
+		if s, err := crdt.LoadSession(d, saved, nil); err == nil {
+			return s
+		}
+	}
+	return crdt.NewSession(d, nil)
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Client returns the client the room belongs to.
+func (r *Room) Client() *Client { return r.c }
+
+// join joins the room on connection epoch and starts syncing.
+func (r *Room) join(ctx context.Context, epoch uint64) error {
+	m, err := r.c.request(ctx, &wire.Msg{T: wire.MsgJoin, Room: r.name})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.info = m.Info
+	r.mu.Unlock()
+	r.smu.Lock()
+	// A new connection: resume from what the hub was known to have, with
+	// nothing in flight (the saved form of a session drops that).
+	r.trajSess = r.session(r.data.traj.Doc(), r.trajSess.Save())
+	r.stateSess = r.session(r.data.state.Doc(), r.stateSess.Save())
+	r.joined = epoch
+	r.smu.Unlock()
+	r.flush()
+	r.emit(Event{Type: EventJoined, Msg: m})
+	return nil
+}
+
+// disconnected is called when the connection the room was joined on ends.
+func (r *Room) disconnected() {
+	r.smu.Lock()
+	r.joined = 0
+	r.smu.Unlock()
+	r.mu.Lock()
+	locks := make([]*Lock, 0, len(r.locks))
+	for _, l := range r.locks {
+		locks = append(locks, l)
+	}
+	r.mu.Unlock()
+	for _, l := range locks {
+		l.lose(errors.New("the connection to the hub dropped; the hub releases a disconnected client's locks"))
+	}
+	r.emit(Event{Type: EventDisconnected})
+}
+
+// handle takes a message of the hub about this room.
+func (r *Room) handle(m *wire.Msg) {
+	switch m.T {
+	case wire.MsgSync:
+		r.receive(m)
+		return
+	case wire.MsgLockState:
+		if m.State == "expired" && m.Holder == r.c.ID() {
+			r.mu.Lock()
+			l := r.locks[m.Target]
+			r.mu.Unlock()
+			if l != nil {
+				l.lose(errors.New("the lock expired at the hub"))
+			}
+		}
+	case wire.MsgJoined:
+		r.mu.Lock()
+		r.info = m.Info
+		r.mu.Unlock()
+	}
+	r.emit(Event{Type: m.T, Msg: m})
+}
+
+// receive applies a sync message of the hub.
+func (r *Room) receive(m *wire.Msg) {
+	r.smu.Lock()
+	var err error
+	switch m.Doc {
+	case wire.DocTrajectory:
+		err = r.trajSess.Receive(m.Data)
+	case wire.DocState:
+		r.mu.Lock()
+		r.applied = true
+		r.mu.Unlock()
+		err = r.stateSess.Receive(m.Data)
+		r.mu.Lock()
+		r.applied = false
+		r.mu.Unlock()
+	default:
+		err = fmt.Errorf("sync message for unknown document %q", m.Doc)
+	}
+	r.smu.Unlock()
+	if err != nil {
+		r.c.log.Warn("sync message refused", "room", r.name, "doc", m.Doc, "err", err)
+		r.emit(Event{Type: EventError, Err: fmt.Errorf("sync %s: %w", m.Doc, err)})
+	}
+	r.data.mu.Lock()
+	r.data.meta.Synced = time.Now().UTC()
+	r.data.mu.Unlock()
+	r.poke()
+}
+
+// flush sends every sync message the sessions have for the hub.
+func (r *Room) flush() {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	if r.joined == 0 {
+		return
+	}
+	for _, d := range []struct {
+		name string
+		s    *crdt.Session
+	}{{wire.DocTrajectory, r.trajSess}, {wire.DocState, r.stateSess}} {
+		for {
+			msg, ok := d.s.Next()
+			if !ok {
+				break
+			}
+			if err := r.c.send(&wire.Msg{T: wire.MsgSync, Room: r.name, Doc: d.name, Data: msg}); err != nil {
+				return // the reconnect resumes from the saved sessions
+			}
+		}
+	}
+}
+
+// poke wakes the room's loop: something may need sending and saving.
+func (r *Room) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// saveDelay gathers changes before the replica is written.
+const saveDelay = 250 * time.Millisecond
+
+// loop sends sync messages after changes and saves the replica, at most
+// every saveDelay, until the room is closed.
+func (r *Room) loop() {
+	defer close(r.done)
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.c.ctx.Done():
+			return // Client.Close saves the room
+		case <-r.kick:
+			r.flush()
+			if timer == nil {
+				timer = time.After(saveDelay)
+			}
+		case <-timer:
+			timer = nil
+			if err := r.save(); err != nil {
+				r.c.log.Error("save replica", "room", r.name, "err", err)
+				r.emit(Event{Type: EventError, Err: err})
+			}
+		}
+	}
+}
+
+// save writes the room's replica.
+func (r *Room) save() error {
+	r.smu.Lock()
+	ts, ss := r.trajSess.Save(), r.stateSess.Save()
+	r.smu.Unlock()
+	return r.data.save(ts, ss)
+}
+
+// close stops the room's loop and saves it.
+func (r *Room) close() error {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	<-r.done
+	return r.save()
+}
+
+// Leave leaves the room at the hub, saves its replica and forgets it.
+func (r *Room) Leave(ctx context.Context) error {
+	r.c.mu.Lock()
+	delete(r.c.rooms, r.name)
+	r.c.mu.Unlock()
+	_, err := r.c.request(ctx, &wire.Msg{T: wire.MsgLeave, Room: r.name})
+	if errors.Is(err, ErrOffline) {
+		err = nil
+	}
+	return errors.Join(err, r.close())
+}
+
+// Save writes the room's replica now (it is also written shortly after
+// every change and on Close).
+func (r *Room) Save() error { return r.save() }
+
+// Subscribe returns a channel of the room's events, buffered for buf
+// events. A subscriber that falls behind misses events (counted in
+// Dropped) rather than blocking the client. cancel ends the subscription.
+func (r *Room) Subscribe(buf int) (events <-chan Event, cancel func()) {
+	ch := make(chan Event, max(buf, 1))
+	r.mu.Lock()
+	r.subs[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		if _, ok := r.subs[ch]; ok {
+			delete(r.subs, ch)
+			close(ch)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Dropped returns how many events subscribers missed.
+func (r *Room) Dropped() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped
+}
+
+func (r *Room) emit(e Event) {
+	e.Room = r.name
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ch := range r.subs {
+		select {
+		case ch <- e:
+		default:
+			r.dropped++
+		}
+	}
+}
+
+// Info returns what the hub said about the room when it was last joined
+// (nil before that).
+func (r *Room) Info() *wire.RoomInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info
+}
+
+// Trajectory returns the room's replicated trajectory document (read
+// only: the hub writes it; edit through the Room's methods).
+func (r *Room) Trajectory() *crdt.Trajectory { return r.data.traj }
+
+// State returns the room's shared state document. Edit it directly
+// (SetSelection, SetBookmark, SetStep, Update, ...): changes are sent to
+// the hub when connected, kept in the replica when not, and merge on
+// reconnect.
+func (r *Room) State() *crdt.State { return r.data.state }
+
+// Len returns the number of frames in the local replica.
+func (r *Room) Len() int {
+	n, _ := r.data.traj.Len()
+	return n
+}
+
+// Generation returns the room's generation in the local replica.
+func (r *Room) Generation() int64 {
+	g, _ := r.data.traj.Generation()
+	return g
+}
+
+// WaitGeneration blocks until the local replica has reached room
+// generation g (the replica catches up with a commit shortly after the
+// hub accepts it).
+func (r *Room) WaitGeneration(ctx context.Context, g int64) error {
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		r.mu.Unlock()
+		if r.Generation() >= g {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for generation %d (have %d): %w", g, r.Generation(), ctx.Err())
+		}
+	}
+}
+
+// WaitSynced blocks until the room is joined and the hub has nothing more
+// to send of either document, or ctx ends.
+func (r *Room) WaitSynced(ctx context.Context) error {
+	for {
+		info, err := r.c.RoomInfo(ctx, r.name)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		ch := r.changed
+		r.mu.Unlock()
+		if r.Generation() >= info.Generation {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Second): // the generation may also move on
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Entry returns the frame at index i (negative counts from the end) from
+// the local replica.
+func (r *Room) Entry(i int) (crdt.Entry, error) { return entryAt(r.data.traj, i) }
