@@ -327,6 +327,18 @@ const commitWait = 10 * time.Second
 
 // commit sends a commit and waits until the replica has it.
 func (r *Room) commit(ctx context.Context, req *wire.CommitRequest) (*wire.CommitResult, error) {
+	res, err := r.send(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, commitWait)
+	defer cancel()
+	r.WaitGeneration(wctx, res.Generation) // the commit stands either way
+	return res, nil
+}
+
+// send sends a commit.
+func (r *Room) send(ctx context.Context, req *wire.CommitRequest) (*wire.CommitResult, error) {
 	body, err := msgpack.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -340,9 +352,6 @@ func (r *Room) commit(ctx context.Context, req *wire.CommitRequest) (*wire.Commi
 	if err := msgpackOrJSON(resp, &res); err != nil {
 		return nil, fmt.Errorf("%s: bad answer from the hub: %w", req.Op, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, commitWait)
-	defer cancel()
-	r.WaitGeneration(wctx, res.Generation) // the commit stands either way
 	return &res, nil
 }
 
@@ -524,6 +533,29 @@ func (r *Room) Delete(ctx context.Context, i int) (*wire.CommitResult, error) {
 		return nil, err
 	}
 	return r.edit(ctx, TrajectoryTarget, &wire.CommitRequest{Op: wire.OpDelete, Frame: e.ID})
+}
+
+// Clear deletes every frame of the room (one commit per frame, under one
+// trajectory lock), last to first.
+func (r *Room) Clear(ctx context.Context) error {
+	return r.withLock(ctx, TrajectoryTarget, func(l *Lock) error {
+		entries, err := r.data.traj.Entries()
+		if err != nil {
+			return err
+		}
+		var gen int64
+		for i := len(entries) - 1; i >= 0; i-- {
+			res, err := r.send(ctx, &wire.CommitRequest{Op: wire.OpDelete, Frame: entries[i].ID, Token: l.token, Target: l.target})
+			if err != nil {
+				return fmt.Errorf("clear: frame %d: %w", i, err)
+			}
+			gen = res.Generation
+		}
+		wctx, cancel := context.WithTimeout(ctx, commitWait)
+		defer cancel()
+		r.WaitGeneration(wctx, gen)
+		return nil
+	})
 }
 
 // Move moves frame i to index to; the frame keeps its ID.

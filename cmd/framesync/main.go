@@ -59,26 +59,25 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newHubCmd(), newFrameCmd(), newVersionCmd())
+	root.AddCommand(newHubCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newWatchCmd(), newRoomsCmd(), newRoomCmd(), newLockCmd(), newPresentCmd(), newFrameCmd(), newVersionCmd())
 	for _, c := range root.Commands() {
-		if c.Args == nil {
-			c.Args = cobra.NoArgs
-		}
 		wrapArgs(c)
 	}
 	return root
 }
 
-// wrapArgs makes argument-count errors usage errors (exit status 2).
+// wrapArgs makes argument-count errors of c and its subcommands usage
+// errors (exit status 2); commands that declare no arguments take none.
 func wrapArgs(c *cobra.Command) {
-	if c.Args != nil {
-		check := c.Args
-		c.Args = func(cmd *cobra.Command, args []string) error {
-			if err := check(cmd, args); err != nil {
-				return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, cmd.CommandPath())}
-			}
-			return nil
+	check := c.Args
+	if check == nil {
+		check = cobra.NoArgs
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, cmd.CommandPath())}
 		}
+		return nil
 	}
 	for _, sub := range c.Commands() {
 		wrapArgs(sub)
