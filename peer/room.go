@@ -27,11 +27,11 @@ const (
 type Event struct {
 	Room       string
 	Type       string
-	Msg        *wire.Msg           // the hub's message, for hub message types
-	State      *crdt.StateDiff     // EventState
+	Msg        *wire.Msg            // the hub's message, for hub message types
+	State      *crdt.StateDiff      // EventState
 	Trajectory *crdt.TrajectoryDiff // EventTrajectory
-	Local      bool                // EventState: the change was made by this client
-	Err        error               // EventError
+	Local      bool                 // EventState: the change was made by this client
+	Err        error                // EventError
 }
 
 // Room is a room joined by a Client: its replicated documents, its frames
