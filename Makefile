@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PYTHON := /usr/bin/python3
 FUZZTIME ?= 30s
 BIN := bin/framesync
-APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy
+APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase
 
 .PHONY: help deps build run test check vet staticcheck bench fuzz fmt clean
 
@@ -16,7 +16,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## install what the tests need (Debian packages, Go modules)
-	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy' 2>/dev/null; then \
+	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null; then \
 		echo "installing $(APT_PACKAGES)"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \

@@ -134,7 +134,7 @@ func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
 			c.mu.Lock()
 			delete(c.rooms, name)
 			c.mu.Unlock()
-			r.close()
+			r.stopLoop() // nothing to save: the hub refused the room
 			return nil, err
 		}
 	}
@@ -317,13 +317,17 @@ func (r *Room) save() error {
 
 // close stops the room's loop and saves it.
 func (r *Room) close() error {
+	r.stopLoop()
+	return r.save()
+}
+
+func (r *Room) stopLoop() {
 	select {
 	case <-r.stop:
 	default:
 		close(r.stop)
 	}
 	<-r.done
-	return r.save()
 }
 
 // Leave leaves the room at the hub, saves its replica and forgets it.

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"framesync"
+	"framesync/crdt"
+	"framesync/peer"
+	"framesync/relay"
+	"framesync/relay/relaytest"
+	"framesync/relay/wire"
+)
+
+// TestMain lets the test binary act as the framesync command, so a test can
+// run it as a child process (and kill it).
+func TestMain(m *testing.M) {
+	if os.Getenv("FRAMESYNC_TEST_MAIN") == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// cli runs the command with the client flags of hub h and cache.
+func cli(t *testing.T, h *relaytest.Hub, cache string, args ...string) (stdout, stderr string) {
+	t.Helper()
+	code, out, errs := runCLI(t, append(args, "--hub", h.URL, "--cache", cache)...)
+	if code != 0 {
+		t.Fatalf("framesync %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out, errs
+}
+
+// readXYZ reads every frame of an xyz file.
+func readXYZ(t *testing.T, path string) []*framesync.Frame {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := framesync.NewXYZReader(f)
+	var out []*framesync.Frame
+	for {
+		fr, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, fr)
+	}
+}
+
+// writeXYZ writes frames to a new file and returns its path.
+func writeXYZ(t *testing.T, dir string, frames []*framesync.Frame) string {
+	t.Helper()
+	path := filepath.Join(dir, "in.extxyz")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := framesync.NewXYZWriter(f)
+	for _, fr := range frames {
+		if err := w.Write(fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path
+}
+
+func sampleFrames(n, atoms int) []*framesync.Frame {
+	var out []*framesync.Frame
+	for k := range n {
+		nums := make([]int64, atoms)
+		pos := make([]float64, 3*atoms)
+		forces := make([]float64, 3*atoms)
+		for i := range atoms {
+			nums[i] = int64(1 + (i+k)%10)
+			for j := range 3 {
+				pos[3*i+j] = math.Sin(float64(k*atoms+i*3+j)) * 7.123456789
+				forces[3*i+j] = math.Cos(float64(i+j)) / 3
+			}
+		}
+		f := framesync.NewFrame(nums, pos)
+		f.SetCell([9]float64{12.5, 0, 0, 0.5, 11, 0, 0, 0, 10})
+		f.SetPBC(true, true, k%2 == 0)
+		f.SetField("calc.forces", framesync.Float64Array(forces, atoms, 3))
+		f.SetField("info.step", int64(k))
+		f.SetField("info.label", fmt.Sprintf("frame %d", k))
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestPushPullInspectOffline(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	frames := sampleFrames(30, 12)
+	in := writeXYZ(t, dir, frames)
+
+	_, errs := cli(t, h, cache, "push", in, "--room", "demo", "--batch", "7")
+	if !strings.Contains(errs, "pushed 30 frames") {
+		t.Fatalf("push summary: %q", errs)
+	}
+	// The frames are in the room, numerically equal.
+	online := filepath.Join(dir, "online.extxyz")
+	cli(t, h, cache, "pull", "--room", "demo", "-o", online)
+	back := readXYZ(t, online)
+	if len(back) != len(frames) {
+		t.Fatalf("pulled %d frames, pushed %d", len(back), len(frames))
+	}
+	for i := range frames {
+		if !back[i].Equal(frames[i]) {
+			t.Fatalf("frame %d changed on the way", i)
+		}
+	}
+	// A slice, and --append.
+	part := filepath.Join(dir, "part.extxyz")
+	cli(t, h, cache, "pull", "--room", "demo", "-o", part, "--frames", "-5:")
+	if got := readXYZ(t, part); len(got) != 5 || !got[0].Equal(frames[25]) {
+		t.Fatalf("--frames -5: gave %d frames", len(got))
+	}
+	cli(t, h, cache, "push", in, "--room", "demo", "--append", "-q")
+	out, _ := cli(t, h, cache, "rooms")
+	if !strings.Contains(out, "demo") || !strings.Contains(out, "60") {
+		t.Fatalf("rooms after append:\n%s", out)
+	}
+	// Without --append the frames are replaced.
+	cli(t, h, cache, "push", in, "--room", "demo", "-q")
+	cli(t, h, cache, "pull", "--room", "demo", "-o", online)
+	if n := len(readXYZ(t, online)); n != 30 {
+		t.Fatalf("after replace: %d frames", n)
+	}
+
+	// The hub goes away: inspect works from the replica.
+	h.Stop()
+	out, _ = cli(t, h, cache, "inspect")
+	if !strings.Contains(out, "demo") {
+		t.Fatalf("inspect:\n%s", out)
+	}
+	out, _ = cli(t, h, cache, "inspect", "--room", "demo")
+	if !strings.Contains(out, "30 frames") || !strings.Contains(out, "INDEX") {
+		t.Fatalf("inspect --room:\n%s", out)
+	}
+	out, _ = cli(t, h, cache, "inspect", "--room", "demo", "--frame", "-1")
+	if !strings.Contains(out, "calc.forces") || !strings.Contains(out, "history:") {
+		t.Fatalf("inspect --frame:\n%s", out)
+	}
+	offline := filepath.Join(dir, "offline.extxyz")
+	cli(t, h, cache, "inspect", "--room", "demo", "--export", offline)
+	a, _ := os.ReadFile(online)
+	b, _ := os.ReadFile(offline)
+	if !bytes.Equal(a, b) || len(a) == 0 {
+		t.Fatalf("offline export (%d bytes) differs from the online pull (%d bytes)", len(b), len(a))
+	}
+}
+
+func TestClientCommandErrors(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	cache := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"push", "x.pdb", "--room", "r"}, 2, "unknown format"},
+		{[]string{"push", "x.xyz"}, 2, "--room is required"},
+		{[]string{"pull", "--room", "r"}, 2, "-o FILE is required"},
+		{[]string{"pull", "--room", "nope", "-o", filepath.Join(cache, "x.xyz")}, 1, "nope"},
+		{[]string{"inspect", "--room", "nope"}, 1, "not in the local replica"},
+		{[]string{"lock", "--room", "default", "--target", "frame"}, 2, "--target"},
+		{[]string{"pull", "--room", "default", "-o", "x", "--frames", "a:b"}, 2, "--frames"},
+	} {
+		code, _, errs := runCLI(t, append(tc.args, "--hub", h.URL, "--cache", cache)...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("framesync %v: exit %d, %q; want %d and %q", tc.args, code, errs, tc.code, tc.msg)
+		}
+	}
+	// A hub that is not there.
+	code, _, errs := runCLI(t, "rooms", "--hub", "http://127.0.0.1:1", "--cache", cache)
+	if code != 1 || !strings.Contains(errs, "is a hub running") {
+		t.Errorf("no hub: exit %d, %q", code, errs)
+	}
+	// A malformed file: the line is named and nothing is committed.
+	bad := filepath.Join(cache, "bad.xyz")
+	os.WriteFile(bad, []byte("2\n\nH 0 0 0\nH 0 0 x\n"), 0o644)
+	code, _, errs = runCLI(t, "push", bad, "--room", "badroom", "--hub", h.URL, "--cache", cache)
+	if code != 1 || !strings.Contains(errs, "line 4") {
+		t.Errorf("bad file: exit %d, %q", code, errs)
+	}
+}
+
+func TestPushKilledMidway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	h := relaytest.Start(t, relay.Options{})
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	const batch = 10
+	in := writeXYZ(t, dir, sampleFrames(3000, 20))
+
+	cmd := exec.Command(os.Args[0], "push", in, "--room", "killed", "--batch", strconv.Itoa(batch), "-q", "--hub", h.URL, "--cache", cache)
+	cmd.Env = append(os.Environ(), "FRAMESYNC_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once some batches are in.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var info wire.RoomInfo
+		if h.JSON("GET", "/api/rooms/killed", nil, &info) == 200 && info.Frames >= 3*batch {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("push made no progress: %s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the hub with a deadline
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if cmd.ProcessState.Success() {
+		t.Skip("the push finished before it could be killed")
+	}
+
+	// The hub holds whole batches of complete frames.
+	var info wire.RoomInfo
+	h.JSON("GET", "/api/rooms/killed", nil, &info)
+	if info.Frames%batch != 0 {
+		t.Fatalf("%d frames: not whole batches", info.Frames)
+	}
+	// The replica opens, and a new client reads every frame back.
+	rp, err := peer.Open(cache, h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.View("killed"); err != nil {
+		t.Fatalf("replica after kill -9: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := peer.Connect(ctx, h.URL, &peer.Options{Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Join(ctx, "killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitGeneration(ctx, info.Generation); err != nil {
+		t.Fatal(err)
+	}
+	want := sampleFrames(info.Frames, 20)
+	n := 0
+	err = r.Range(ctx, 0, r.Len(), nil, func(i int, _ crdt.Entry, f *framesync.Frame) error {
+		n++
+		if !f.Equal(want[i]) {
+			return fmt.Errorf("frame %d differs", i)
+		}
+		return nil
+	})
+	if err != nil || n != info.Frames {
+		t.Fatalf("read back %d of %d frames: %v", n, info.Frames, err)
+	}
+	// The lock the killed client held went with its connection.
+	cli(t, h, cache, "push", in, "--room", "killed", "-q", "--batch", "500")
+}
