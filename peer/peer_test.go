@@ -222,9 +222,13 @@ func TestConflictsAndLocks(t *testing.T) {
 		t.Fatalf("set under A's lock: %v", err)
 	}
 	for i := range 3 {
-		must[*wire.CommitResult](t)(a.Set(ctxT(t), 0, testFrame(4, float64(10+i))))
+		res = must[*wire.CommitResult](t)(a.Set(ctxT(t), 0, testFrame(4, float64(10+i))))
 	}
 	if err := l.Release(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Once B's replica has A's last version, B's Set applies on top of it.
+	if err := b.WaitGeneration(ctxT(t), res.Generation); err != nil {
 		t.Fatal(err)
 	}
 	must[*wire.CommitResult](t)(b.Set(ctxT(t), 0, testFrame(4, 20)))

@@ -41,7 +41,7 @@ type Hub struct {
 
 // Start starts a hub on 127.0.0.1:0 and stops it when the test ends. Zero
 // fields of opts get test defaults: a temporary data directory, a Dir blob
-// store under it, no fsync, a logger writing to t.Log.
+// store under it, no fsync (of documents or blobs), a logger writing to t.Log.
 func Start(tb testing.TB, opts relay.Options) *Hub {
 	tb.Helper()
 	if opts.Dir == "" {
@@ -66,6 +66,7 @@ func (h *Hub) start() {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		d.SetSync(!opts.NoSync)
 		h.Blobs = d
 		opts.Blobs = d
 	}
