@@ -8,5 +8,9 @@
 // arrays as msgpack-numpy maps), split into per-field blobs plus a manifest,
 // and join back. docs/frame-format.md describes the bytes.
 //
+// XYZReader and XYZWriter stream frames from and to xyz and extended xyz text
+// as ASE reads and writes it (Lattice, Properties, pbc, info and calculator
+// results); docs/xyz.md lists the mapping.
+//
 // This package imports no other package of the module.
 package framesync

@@ -114,4 +114,3 @@ func BenchmarkPush(b *testing.B) {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
