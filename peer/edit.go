@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -243,7 +244,10 @@ func (c *Client) missing(ctx context.Context, hs []framesync.Hash) ([]framesync.
 		var resp struct {
 			Missing []string `json:"missing"`
 		}
-		if err := c.doJSON(ctx, "missing blobs", "POST", "/api/blobs/missing", req, &resp); err != nil {
+		err := c.retry(ctx, func() error {
+			return c.doJSON(ctx, "missing blobs", "POST", "/api/blobs/missing", req, &resp)
+		})
+		if err != nil {
 			return nil, err
 		}
 		for _, s := range resp.Missing {
@@ -295,34 +299,53 @@ loop:
 	return context.Cause(ctx)
 }
 
-// putBlob uploads one cached blob, with retries.
+// putBlob uploads one cached blob, retrying as retry does.
 func (c *Client) putBlob(ctx context.Context, h framesync.Hash) error {
 	b, err := blobstore.ReadAll(ctx, c.rep.blobs, h)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", h, err)
 	}
+	return c.retry(ctx, func() error {
+		resp, err := c.do(ctx, "upload blob", "PUT", "/api/blobs/"+h.String(), bytes.NewReader(b), "application/octet-stream")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		c.uploaded.Add(int64(len(b)))
+		return nil
+	})
+}
+
+// retry runs an idempotent request until it succeeds or fails for good:
+// failures that may pass (the hub is unreachable or answers 5xx) are
+// retried with jittered exponential backoff for about half a minute, so an
+// upload survives a hub restart. Commits are never retried: a lost answer
+// could make a retried append land twice.
+func (c *Client) retry(ctx context.Context, fn func() error) error {
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		resp, err := c.do(ctx, "upload blob", "PUT", "/api/blobs/"+h.String(), bytes.NewReader(b), "application/octet-stream")
+		err := fn()
 		if err == nil {
-			resp.Body.Close()
-			c.uploaded.Add(int64(len(b)))
 			return nil
 		}
 		var he *Error
-		if attempt == 4 || ctx.Err() != nil || (errors.As(err, &he) && he.Status != 0 && he.Status < 500) {
+		if attempt == uploadAttempts || ctx.Err() != nil || !errors.As(err, &he) || (he.Status != 0 && he.Status < 500) {
 			return err
 		}
-		t := time.NewTimer(wait)
+		c.log.Debug("request failed, retrying", "attempt", attempt, "err", err)
+		t := time.NewTimer(wait/2 + rand.N(wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return err
 		case <-t.C:
 		}
-		wait *= 2
+		wait = min(2*wait, 8*time.Second)
 	}
 }
+
+// uploadAttempts bounds the tries of one blob upload.
+const uploadAttempts = 9
 
 // commitWait bounds how long an edit waits for the local replica to catch
 // up with its commit before returning.

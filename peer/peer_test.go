@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -425,4 +426,118 @@ func TestPresenter(t *testing.T) {
 		s, _ := b.State().Step()
 		return s == 29
 	})
+}
+
+func TestEditOperations(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	a := join(t, connect(t, h, "a", "", false), "default")
+	bc := connect(t, h, "b", "", false)
+	b := join(t, bc, "default")
+	must[*wire.CommitResult](t)(a.Append(ctxT(t), testFrame(3, 0), testFrame(3, 1), testFrame(3, 2)))
+	ids := func(r *peer.Room) []string {
+		es := must[[]crdt.Entry](t)(r.Trajectory().Entries())
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[i] = e.ID
+		}
+		return out
+	}
+	before := ids(a)
+
+	// Insert at 1: the others keep their IDs.
+	res := must[*wire.CommitResult](t)(a.Insert(ctxT(t), 1, testFrame(3, 9)))
+	got := ids(a)
+	if len(got) != 4 || got[0] != before[0] || got[2] != before[1] || got[3] != before[2] || res.Frames[0].Index != 1 {
+		t.Fatalf("after insert: %v (was %v)", got, before)
+	}
+	// Move the inserted frame to the end, delete the first.
+	must[*wire.CommitResult](t)(a.Move(ctxT(t), 1, 3))
+	must[*wire.CommitResult](t)(a.Delete(ctxT(t), 0))
+	got = ids(a)
+	if len(got) != 3 || got[0] != before[1] || got[1] != before[2] || got[2] != res.Frames[0].ID {
+		t.Fatalf("after move and delete: %v", got)
+	}
+	// Patch one field: a new version sharing the other blobs.
+	extra := &framesync.Frame{Info: map[string]any{"note": "patched"}}
+	res = must[*wire.CommitResult](t)(a.Patch(ctxT(t), 0, extra))
+	f := must[*framesync.Frame](t)(a.Frame(ctxT(t), 0))
+	if v, _ := f.Field("info.note"); v != "patched" || res.Frames[0].Version != 2 {
+		t.Fatalf("after patch: note %v, version %d", v, res.Frames[0].Version)
+	}
+	m1 := must[*framesync.Frame](t)(a.Frame(ctxT(t), 0, "positions"))
+	if !m1.Positions.Equal(testFrame(3, 1).Positions) {
+		t.Fatal("patch changed positions")
+	}
+	// Remove it again with a patch, then revert to version 2 (undo).
+	must[*wire.CommitResult](t)(a.Patch(ctxT(t), 0, nil, "info.note"))
+	res = must[*wire.CommitResult](t)(a.Revert(ctxT(t), 0, 2))
+	f = must[*framesync.Frame](t)(a.Frame(ctxT(t), 0))
+	if v, _ := f.Field("info.note"); v != "patched" || res.Frames[0].Version != 4 {
+		t.Fatalf("after revert: note %v, version %d", v, res.Frames[0].Version)
+	}
+	// B converges to the same order, versions and data.
+	if err := b.WaitGeneration(ctxT(t), res.Generation); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(b)) != fmt.Sprint(ids(a)) {
+		t.Fatalf("B has %v, A %v", ids(b), ids(a))
+	}
+	hist := must[[]crdt.Version](t)(b.Trajectory().History(ids(b)[0]))
+	if len(hist) != 4 || hist[3].Hash != hist[1].Hash {
+		t.Fatalf("history %+v", hist)
+	}
+	if g := must[*framesync.Frame](t)(b.Frame(ctxT(t), 0)); !g.Equal(f) {
+		t.Fatal("B reads another frame 0")
+	}
+	if _, err := a.Move(ctxT(t), 0, 7); !errors.Is(err, framesync.NotFound) && !errors.Is(err, framesync.BadInput) {
+		t.Fatalf("move out of range: %v", err)
+	}
+}
+
+func TestUploadSurvivesHubRestart(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	retrying := &signalWriter{match: "retrying", ch: make(chan struct{})}
+	c, err := peer.Connect(ctxT(t), h.URL, &peer.Options{
+		Cache: t.TempDir(), Logger: slog.New(slog.NewTextHandler(retrying, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := join(t, c, "default")
+	h.Stop()
+	done := make(chan error, 1)
+	var hs []framesync.Hash
+	go func() {
+		var err error
+		hs, err = a.Upload(ctxT(t), testFrame(10, 1))
+		done <- err
+	}()
+	// The upload failed once and is retrying; the hub comes back.
+	select {
+	case <-retrying.ch:
+	case err := <-done:
+		t.Fatalf("upload ended with the hub down: %v", err)
+	}
+	h.Resume()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.Do("HEAD", "/api/blobs/"+hs[0].String(), nil); code != 200 {
+		t.Fatalf("manifest blob after the retried upload: %d", code)
+	}
+}
+
+// signalWriter closes ch the first time a write contains match.
+type signalWriter struct {
+	match string
+	ch    chan struct{}
+	once  sync.Once
+}
+
+func (w *signalWriter) Write(b []byte) (int, error) {
+	if strings.Contains(string(b), w.match) {
+		w.once.Do(func() { close(w.ch) })
+	}
+	return len(b), nil
 }
