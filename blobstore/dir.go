@@ -137,6 +137,57 @@ func (d *Dir) path(h framesync.Hash) string {
 // only hashes r to check it, writing nothing. A re-put does not repair a
 // corrupt blob: Delete it first.
 func (d *Dir) Put(ctx context.Context, r io.Reader, want framesync.Hash) (Info, error) {
+	return d.put(ctx, r, want, true)
+}
+
+// PutUnsynced implements Batcher: Put without the fsyncs of the file and
+// of its directory; Sync makes the blob durable.
+func (d *Dir) PutUnsynced(ctx context.Context, r io.Reader, want framesync.Hash) (Info, error) {
+	return d.put(ctx, r, want, false)
+}
+
+// Sync implements Batcher. On Linux it flushes the filesystem holding the
+// store once (syncfs); elsewhere it fsyncs each blob and shard directory.
+func (d *Dir) Sync(ctx context.Context, hs []framesync.Hash) error {
+	if d.noSync.Load() || len(hs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := d.syncBlobs(ctx, hs)
+	d.syncNanos.Add(int64(time.Since(start)))
+	if err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	return nil
+}
+
+// syncEach fsyncs the files of blobs hs and their shard directories.
+func (d *Dir) syncEach(ctx context.Context, hs []framesync.Hash) error {
+	dirs := map[string]bool{}
+	for _, h := range hs {
+		if err := ctxErr(ctx, "sync"); err != nil {
+			return err
+		}
+		f, err := os.Open(d.path(h))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+		dirs[d.shard(h)] = true
+	}
+	for dir := range dirs {
+		if err := d.syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Dir) put(ctx context.Context, r io.Reader, want framesync.Hash, durable bool) (Info, error) {
 	if err := ctxErr(ctx, "put"); err != nil {
 		return Info{}, err
 	}
@@ -167,8 +218,10 @@ func (d *Dir) Put(ctx context.Context, r io.Reader, want framesync.Hash) (Info, 
 			return Info{Hash: h, Size: size, ModTime: now}, nil
 		}
 	}
-	if err := d.sync(w.f); err != nil {
-		return Info{}, fmt.Errorf("blobstore: put %s: sync: %w", h, err)
+	if durable {
+		if err := d.sync(w.f); err != nil {
+			return Info{}, fmt.Errorf("blobstore: put %s: sync: %w", h, err)
+		}
 	}
 	fi, err := w.f.Stat()
 	if err != nil {
@@ -181,8 +234,10 @@ func (d *Dir) Put(ctx context.Context, r io.Reader, want framesync.Hash) (Info, 
 		return Info{}, fmt.Errorf("blobstore: put %s: %w", h, err)
 	}
 	committed = true
-	if err := d.syncDir(d.shard(h)); err != nil {
-		return Info{}, fmt.Errorf("blobstore: put %s: sync directory: %w", h, err)
+	if durable {
+		if err := d.syncDir(d.shard(h)); err != nil {
+			return Info{}, fmt.Errorf("blobstore: put %s: sync directory: %w", h, err)
+		}
 	}
 	return Info{Hash: h, Size: size, ModTime: fi.ModTime()}, nil
 }

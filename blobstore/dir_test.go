@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -330,5 +331,39 @@ func TestDirGetReaderIsNotAFile(t *testing.T) {
 	}
 	if _, ok := rc.(io.ReaderFrom); ok {
 		t.Fatal("Get returned an io.ReaderFrom")
+	}
+}
+
+func TestDirBatch(t *testing.T) {
+	d, err := blobstore.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b blobstore.Batcher = d
+	ctx := context.Background()
+	var hs []framesync.Hash
+	for i := range 20 {
+		data := []byte(fmt.Sprintf("blob %d", i))
+		info, err := b.PutUnsynced(ctx, bytes.NewReader(data), framesync.Hash{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Hash != framesync.Sum(data) {
+			t.Fatalf("blob %d: hash %s", i, info.Hash)
+		}
+		hs = append(hs, info.Hash)
+	}
+	// A wrong expected hash stores nothing, as with Put.
+	if _, err := b.PutUnsynced(ctx, strings.NewReader("x"), hs[0]); !errors.Is(err, blobstore.ErrHashMismatch) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	if err := b.Sync(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		got, err := blobstore.ReadAll(ctx, d, h)
+		if err != nil || string(got) != fmt.Sprintf("blob %d", i) {
+			t.Fatalf("blob %d: %q %v", i, got, err)
+		}
 	}
 }

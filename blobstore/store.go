@@ -91,6 +91,17 @@ type Pruner interface {
 	Prune(ctx context.Context, h framesync.Hash, olderThan time.Time) (deleted bool, err error)
 }
 
+// Batcher is an optional ability of a Store, found by type assertion: put
+// many blobs and make them durable together, which costs one barrier
+// instead of one per blob. Until Sync returns, blobs put with PutUnsynced
+// may be lost (never corrupted unnoticed: reads verify) by a machine crash.
+type Batcher interface {
+	// PutUnsynced is Put without the durability barrier.
+	PutUnsynced(ctx context.Context, r io.Reader, want framesync.Hash) (Info, error)
+	// Sync makes the blobs hs, put before, durable.
+	Sync(ctx context.Context, hs []framesync.Hash) error
+}
+
 // Has reports whether s holds blob h.
 func Has(ctx context.Context, s Store, h framesync.Hash) (bool, error) {
 	_, err := s.Stat(ctx, h)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("HEAD /api/blobs/{hash}", s.api(s.handleGetBlob))
 	mux.HandleFunc("PUT /api/blobs/{hash}", s.api(s.handlePutBlob))
 	mux.HandleFunc("POST /api/blobs/missing", s.api(s.handleMissing))
+	mux.HandleFunc("POST /api/blobs", s.api(s.handlePostBlobs))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -662,6 +664,94 @@ func (s *Server) handlePutBlob(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.blobBytesIn.Add(float64(info.Size))
 	writeJSON(w, http.StatusCreated, wire.BlobPut{Hash: h.String(), Size: info.Size, Created: true})
 	return nil
+}
+
+// maxBatchBlobs is the most blobs one POST /api/blobs may carry.
+const maxBatchBlobs = 100000
+
+// handlePostBlobs stores many blobs from one request (wire.ContentBlobs)
+// and makes them durable together: one filesystem barrier instead of one
+// per blob, which is what makes uploads of many small blobs fast. Each blob
+// is named by the hash of its bytes; the answer lists them in order.
+func (s *Server) handlePostBlobs(w http.ResponseWriter, r *http.Request) error {
+	const op = "put blobs"
+	if ct := r.Header.Get("Content-Type"); ct != wire.ContentBlobs {
+		return &framesync.Error{Kind: framesync.BadInput, Op: op, Msg: fmt.Sprintf("content type %q: want %s (blobs each prefixed by a 4-byte big-endian length)", ct, wire.ContentBlobs)}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)
+	put := s.blobs.Put
+	batch, _ := s.blobs.(blobstore.Batcher)
+	if batch != nil {
+		put = batch.PutUnsynced
+	}
+	out := wire.BlobsPut{Blobs: []wire.BlobRef{}}
+	var hs []framesync.Hash
+	var size [4]byte
+	for i := 0; ; i++ {
+		if _, err := io.ReadFull(body, size[:]); err == io.EOF {
+			break
+		} else if err != nil {
+			return wrapBody(op, i, err)
+		}
+		if i == maxBatchBlobs {
+			return &framesync.Error{Kind: framesync.TooLarge, Op: op, Msg: fmt.Sprintf("more than %d blobs in one request", maxBatchBlobs)}
+		}
+		n := int64(binary.BigEndian.Uint32(size[:]))
+		er := &exactReader{r: body, n: n}
+		info, err := put(r.Context(), er, framesync.Hash{})
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return &framesync.Error{Kind: framesync.BadInput, Op: op, Msg: fmt.Sprintf("blob %d: the body ends after %d of its %d bytes", i, n-er.n, n)}
+		}
+		if err != nil {
+			return wrapBody(op, i, err)
+		}
+		hs = append(hs, info.Hash)
+		s.metrics.blobBytesIn.Add(float64(n))
+		out.Blobs = append(out.Blobs, wire.BlobRef{Hash: info.Hash.String(), Size: n})
+	}
+	if batch != nil {
+		if err := batch.Sync(r.Context(), hs); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// exactReader reads exactly n bytes of r: an end of r before them is
+// io.ErrUnexpectedEOF, so a blob cut short is never stored.
+type exactReader struct {
+	r io.Reader
+	n int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	k, err := e.r.Read(p)
+	e.n -= int64(k)
+	if err == io.EOF && e.n > 0 {
+		err = io.ErrUnexpectedEOF
+	} else if err == io.EOF {
+		err = nil
+	}
+	return k, err
+}
+
+// wrapBody names the blob a body error happened at.
+func wrapBody(op string, i int, err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, framesync.TooLarge) {
+		return err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &framesync.Error{Kind: framesync.BadInput, Op: op, Msg: fmt.Sprintf("blob %d: the body ends inside its length prefix", i)}
+	}
+	return fmt.Errorf("%s: blob %d: %w", op, i, err)
 }
 
 // maxMissing is the most hashes one missing-blobs request may ask about.

@@ -93,6 +93,18 @@ type BlobPut struct {
 	Created bool   `json:"created"` // false when the hub had it already
 }
 
+// BlobsPut answers POST /api/blobs: one entry per blob of the request, in
+// order.
+type BlobsPut struct {
+	Blobs []BlobRef `json:"blobs"`
+}
+
+// BlobRef names a stored blob.
+type BlobRef struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
 // MissingRequest is the body of POST /api/blobs/missing.
 type MissingRequest struct {
 	Hashes []string `json:"hashes" msgpack:"hashes"`
@@ -233,6 +245,9 @@ const (
 
 // Content types of the data channel.
 const (
+	// ContentBlobs is the body of POST /api/blobs: blobs one after another,
+	// each a 4-byte big-endian length followed by that many bytes.
+	ContentBlobs   = "application/vnd.framesync.blobs"
 	ContentMsgpack = "application/msgpack"
 	ContentJSON    = "application/json"
 	ContentAM      = "application/octet-stream" // Automerge document bytes
