@@ -20,14 +20,14 @@ func BenchmarkStepPositionsOnly(b *testing.B) {
 	var batch []*framesync.Frame
 	var res *wire.CommitResult
 	for i := range frames {
-		batch = append(batch, testFrame(atoms, float64(i)))
+		batch = append(batch, relaytest.Frame(atoms, float64(i)))
 		if len(batch) == 100 {
 			res = must[*wire.CommitResult](b)(a.Append(ctxT(b), batch...))
 			batch = nil
 		}
 	}
-	full := must[[]byte](b)(testFrame(atoms, 0).Encode())
-	pos := must[[]byte](b)(framesync.EncodeValue(testFrame(atoms, 0).Positions))
+	full := must[[]byte](b)(relaytest.Frame(atoms, 0).Encode())
+	pos := must[[]byte](b)(framesync.EncodeValue(relaytest.Frame(atoms, 0).Positions))
 	for b.Loop() {
 		c := connect(b, h, "b", "", false)
 		r := join(b, c, "default")

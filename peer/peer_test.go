@@ -18,19 +18,6 @@ import (
 	"framesync/relay/wire"
 )
 
-func testFrame(n int, seed float64) *framesync.Frame {
-	nums := make([]int64, n)
-	pos := make([]float64, 3*n)
-	for i := range nums {
-		nums[i] = int64(1 + i%8)
-		pos[3*i], pos[3*i+1], pos[3*i+2] = seed+float64(i), seed*2, float64(i)/2
-	}
-	f := framesync.NewFrame(nums, pos)
-	f.SetCell([9]float64{10, 0, 0, 0, 10, 0, 0, 0, 10})
-	f.SetPBC(true, true, false)
-	return f
-}
-
 type tbWriter struct{ tb testing.TB }
 
 func (w tbWriter) Write(b []byte) (int, error) {
@@ -105,7 +92,7 @@ func TestAppendReadAndConverge(t *testing.T) {
 	events, cancel := b.Subscribe(64)
 	defer cancel()
 
-	frames := []*framesync.Frame{testFrame(5, 1), testFrame(5, 2), testFrame(5, 3)}
+	frames := []*framesync.Frame{relaytest.Frame(5, 1), relaytest.Frame(5, 2), relaytest.Frame(5, 3)}
 	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), frames...))
 	if res.Length != 3 || a.Len() != 3 || a.Generation() != res.Generation {
 		t.Fatalf("after append: result %+v, len %d, generation %d", res, a.Len(), a.Generation())
@@ -155,7 +142,7 @@ func TestSteppingFetchesOnlyChangedFields(t *testing.T) {
 	a := join(t, connect(t, h, "a", "", false), "default")
 	var frames []*framesync.Frame
 	for i := range 20 {
-		frames = append(frames, testFrame(1000, float64(i))) // only positions change
+		frames = append(frames, relaytest.Frame(1000, float64(i))) // only positions change
 	}
 	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), frames...))
 	bc := connect(t, h, "b", "", false)
@@ -185,15 +172,15 @@ func TestConflictsAndLocks(t *testing.T) {
 	ac := connect(t, h, "a", "", false)
 	a := join(t, ac, "default")
 	b := join(t, connect(t, h, "b", "", false), "default")
-	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), testFrame(4, 1)))
+	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), relaytest.Frame(4, 1)))
 	if err := b.WaitGeneration(ctxT(t), res.Generation); err != nil {
 		t.Fatal(err)
 	}
 	e := must[crdt.Entry](t)(a.Entry(0))
 
 	// B changes the frame; A's change from the old version is refused.
-	must[*wire.CommitResult](t)(b.Set(ctxT(t), 0, testFrame(4, 2)))
-	_, err := a.Replace(ctxT(t), e.ID, e.Version, testFrame(4, 3))
+	must[*wire.CommitResult](t)(b.Set(ctxT(t), 0, relaytest.Frame(4, 2)))
+	_, err := a.Replace(ctxT(t), e.ID, e.Version, relaytest.Frame(4, 3))
 	var pe *peer.Error
 	if !errors.As(err, &pe) || !errors.Is(err, framesync.Conflict) {
 		t.Fatalf("stale replace: %v", err)
@@ -212,18 +199,18 @@ func TestConflictsAndLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := must[*framesync.Frame](t)(b.Frame(ctxT(t), 0))
-	if v, _ := f.Field("info.note"); v != "from a" || !f.Equal(withNote(testFrame(4, 2), "from a")) {
+	if v, _ := f.Field("info.note"); v != "from a" || !f.Equal(withNote(relaytest.Frame(4, 2), "from a")) {
 		t.Fatalf("B sees %v", v)
 	}
 
 	// A holds the frame's lock across edits; B is told who holds it.
 	l := must[*peer.Lock](t)(a.Lock(ctxT(t), peer.FrameTarget(e.ID), 0))
-	_, err = b.Set(ctxT(t), 0, testFrame(4, 9))
+	_, err = b.Set(ctxT(t), 0, relaytest.Frame(4, 9))
 	if !errors.As(err, &pe) || !errors.Is(err, framesync.Locked) || pe.Holder() != ac.ID() {
 		t.Fatalf("set under A's lock: %v", err)
 	}
 	for i := range 3 {
-		res = must[*wire.CommitResult](t)(a.Set(ctxT(t), 0, testFrame(4, float64(10+i))))
+		res = must[*wire.CommitResult](t)(a.Set(ctxT(t), 0, relaytest.Frame(4, float64(10+i))))
 	}
 	if err := l.Release(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -232,7 +219,7 @@ func TestConflictsAndLocks(t *testing.T) {
 	if err := b.WaitGeneration(ctxT(t), res.Generation); err != nil {
 		t.Fatal(err)
 	}
-	must[*wire.CommitResult](t)(b.Set(ctxT(t), 0, testFrame(4, 20)))
+	must[*wire.CommitResult](t)(b.Set(ctxT(t), 0, relaytest.Frame(4, 20)))
 }
 
 func withNote(f *framesync.Frame, note string) *framesync.Frame {
@@ -254,7 +241,7 @@ func TestConcurrentAppendsLandOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				f := testFrame(3, float64(100*k+i))
+				f := relaytest.Frame(3, float64(100*k+i))
 				for {
 					_, err := r.Append(ctxT(t), f)
 					if errors.Is(err, framesync.Locked) {
@@ -302,7 +289,7 @@ func TestStateEditsSurviveNetworkCut(t *testing.T) {
 	ac := connect(t, h, "a", cacheA, false)
 	a := join(t, ac, "default")
 	b := join(t, connect(t, h, "b", "", false), "default")
-	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), testFrame(3, 1), testFrame(3, 2)))
+	res := must[*wire.CommitResult](t)(a.Append(ctxT(t), relaytest.Frame(3, 1), relaytest.Frame(3, 2)))
 	id := res.Frames[1].ID
 	lock := must[*peer.Lock](t)(a.Lock(ctxT(t), peer.TrajectoryTarget, 0))
 
@@ -353,7 +340,7 @@ func TestOfflineView(t *testing.T) {
 	cache := t.TempDir()
 	ac := connect(t, h, "a", cache, false)
 	a := join(t, ac, "default")
-	frames := []*framesync.Frame{testFrame(4, 1), testFrame(4, 2), testFrame(4, 3)}
+	frames := []*framesync.Frame{relaytest.Frame(4, 1), relaytest.Frame(4, 2), relaytest.Frame(4, 3)}
 	must[*wire.CommitResult](t)(a.Append(ctxT(t), frames...))
 	if err := a.State().SetStep(2); err != nil {
 		t.Fatal(err)
@@ -433,7 +420,7 @@ func TestEditOperations(t *testing.T) {
 	a := join(t, connect(t, h, "a", "", false), "default")
 	bc := connect(t, h, "b", "", false)
 	b := join(t, bc, "default")
-	must[*wire.CommitResult](t)(a.Append(ctxT(t), testFrame(3, 0), testFrame(3, 1), testFrame(3, 2)))
+	must[*wire.CommitResult](t)(a.Append(ctxT(t), relaytest.Frame(3, 0), relaytest.Frame(3, 1), relaytest.Frame(3, 2)))
 	ids := func(r *peer.Room) []string {
 		es := must[[]crdt.Entry](t)(r.Trajectory().Entries())
 		out := make([]string, len(es))
@@ -445,7 +432,7 @@ func TestEditOperations(t *testing.T) {
 	before := ids(a)
 
 	// Insert at 1: the others keep their IDs.
-	res := must[*wire.CommitResult](t)(a.Insert(ctxT(t), 1, testFrame(3, 9)))
+	res := must[*wire.CommitResult](t)(a.Insert(ctxT(t), 1, relaytest.Frame(3, 9)))
 	got := ids(a)
 	if len(got) != 4 || got[0] != before[0] || got[2] != before[1] || got[3] != before[2] || res.Frames[0].Index != 1 {
 		t.Fatalf("after insert: %v (was %v)", got, before)
@@ -465,7 +452,7 @@ func TestEditOperations(t *testing.T) {
 		t.Fatalf("after patch: note %v, version %d", v, res.Frames[0].Version)
 	}
 	m1 := must[*framesync.Frame](t)(a.Frame(ctxT(t), 0, "positions"))
-	if !m1.Positions.Equal(testFrame(3, 1).Positions) {
+	if !m1.Positions.Equal(relaytest.Frame(3, 1).Positions) {
 		t.Fatal("patch changed positions")
 	}
 	// Remove it again with a patch, then revert to version 2 (undo).
@@ -510,7 +497,7 @@ func TestUploadSurvivesHubRestart(t *testing.T) {
 	var hs []framesync.Hash
 	go func() {
 		var err error
-		hs, err = a.Upload(ctxT(t), testFrame(10, 1))
+		hs, err = a.Upload(ctxT(t), relaytest.Frame(10, 1))
 		done <- err
 	}()
 	// The upload failed once and is retrying; the hub comes back.

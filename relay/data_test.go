@@ -53,7 +53,7 @@ func TestBlobsStoredOnceAndVerified(t *testing.T) {
 	join(t, a, "default")
 	seed(t, h, a, "default", 1, 5)
 	n1 := blobCount(t, h.Blobs)
-	seed(t, h, a, "default", 1, 5) // testFrame(5, 0) again
+	seed(t, h, a, "default", 1, 5) // relaytest.Frame(5, 0) again
 	if n2 := blobCount(t, h.Blobs); n2 != n1 {
 		t.Fatalf("same frame twice: %d blobs, then %d", n1, n2)
 	}
@@ -215,7 +215,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	res := seed(t, h, a, "lab", 3, 4)
 	g := lock(t, a, "lab", "frame:"+res.Frames[1].ID, time.Minute)
 	one := int64(1)
-	mustCommit(t, h, "lab", &wire.CommitRequest{Op: wire.OpReplace, Token: g.Token, Frame: res.Frames[1].ID, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(4, 5))}})
+	mustCommit(t, h, "lab", &wire.CommitRequest{Op: wire.OpReplace, Token: g.Token, Frame: res.Frames[1].ID, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(4, 5))}})
 	// A member writes the state document.
 	st := newReplica(t)
 	st.syncUntil(t, a, "lab", wire.DocState, heads(t, h, "lab", wire.DocState))
@@ -289,7 +289,7 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 	gen0 := res.Generation
 	g := lock(t, a, "default", "trajectory", time.Minute)
 
-	ins := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpInsert, Token: g.Token, Index: ptr(int64(1)), Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 50))}})
+	ins := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpInsert, Token: g.Token, Index: ptr(int64(1)), Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(2, 50))}})
 	newID := ins.Frames[0].ID
 	if ins.Frames[0].Index != 1 || ins.Length != 5 {
 		t.Fatalf("insert: %+v", ins)
@@ -304,7 +304,7 @@ func TestStructuralEditsAndFeed(t *testing.T) {
 	// Replace then revert frame ids[1] (now at index 1... order: new, id1, id3, id0).
 	fl := lock(t, a, "default", "frame:"+ids[1], time.Minute)
 	one, two := int64(1), int64(2)
-	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: fl.Token, Frame: ids[1], Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(2, 77))}})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: fl.Token, Frame: ids[1], Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(2, 77))}})
 	rv := mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpRevert, Token: fl.Token, Frame: ids[1], Base: &two, Version: 1})
 	if rv.Frames[0].Version != 3 || rv.Frames[0].Hash != res.Frames[1].Hash {
 		t.Fatalf("revert: %+v, original %+v", rv.Frames[0], res.Frames[1])
@@ -455,7 +455,7 @@ func TestReadPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := testFrame(3, float64(i+1)).Positions
+		want := relaytest.Frame(3, float64(i+1)).Positions
 		if !f.Positions.Equal(want) || len(f.Fields()) != 1 {
 			t.Fatalf("range frame %d: %v", i, f.Fields())
 		}

@@ -99,7 +99,7 @@ func BenchmarkHubFrameDownload(b *testing.B) {
 	a := h.Dial("a", "")
 	join(b, a, "default")
 	g := lock(b, a, "default", "trajectory", time.Minute)
-	mustCommit(b, h, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{encodeFrame(b, testFrame(43690, 1))}})
+	mustCommit(b, h, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{encodeFrame(b, relaytest.Frame(43690, 1))}})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	url := h.URL + "/api/rooms/default/frames/0?data=positions"
 	get := func() int {
@@ -222,7 +222,7 @@ func BenchmarkHubFanout1000(b *testing.B) {
 		}
 	}()
 	g := lock(b, a, "default", "frame:"+id, 10*time.Minute)
-	frame := encodeFrame(b, testFrame(3, 2))
+	frame := encodeFrame(b, relaytest.Frame(3, 2))
 	version := int64(1)
 	var lat []time.Duration
 	for b.Loop() {

@@ -18,20 +18,6 @@ import (
 	"framesync/relay/wire"
 )
 
-// testFrame returns a valid frame of n atoms whose positions depend on seed.
-func testFrame(n int, seed float64) *framesync.Frame {
-	nums := make([]int64, n)
-	pos := make([]float64, 3*n)
-	for i := range nums {
-		nums[i] = int64(1 + i%8)
-		pos[3*i], pos[3*i+1], pos[3*i+2] = seed+float64(i), seed*2, float64(i)/2
-	}
-	f := framesync.NewFrame(nums, pos)
-	f.SetCell([9]float64{10, 0, 0, 0, 10, 0, 0, 0, 10})
-	f.SetPBC(true, true, false)
-	return f
-}
-
 func encodeFrame(t testing.TB, f *framesync.Frame) []byte {
 	t.Helper()
 	b, err := f.Encode()
@@ -98,7 +84,7 @@ func seed(t testing.TB, h *relaytest.Hub, c *relaytest.Client, room string, n, a
 	g := lock(t, c, room, "trajectory", time.Minute)
 	req := &wire.CommitRequest{Op: wire.OpExtend, Token: g.Token}
 	for i := range n {
-		req.Frames = append(req.Frames, encodeFrame(t, testFrame(atoms, float64(i))))
+		req.Frames = append(req.Frames, encodeFrame(t, relaytest.Frame(atoms, float64(i))))
 	}
 	res := mustCommit(t, h, room, req)
 	if r := c.Request(&wire.Msg{T: wire.MsgUnlock, Room: room, Target: "trajectory", Token: g.Token}); r.T != wire.MsgOK {
@@ -180,7 +166,7 @@ func TestTwoClientsEditAndConverge(t *testing.T) {
 
 	// A locks frame 3, uploads its new positions, commits a patch.
 	g := lock(t, a, "default", "frame:"+f3.ID, time.Minute)
-	newPos := testFrame(4, 99).Positions
+	newPos := relaytest.Frame(4, 99).Positions
 	blob, err := framesync.EncodeValue(newPos)
 	if err != nil {
 		t.Fatal(err)
@@ -269,18 +255,18 @@ func TestCommitChecks(t *testing.T) {
 	}
 	// B commits frame 3 with a token that is not the holder's: 423 with the holder.
 	base := int64(1)
-	code, out := commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token + 1000, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 7))}})
+	code, out := commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token + 1000, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(3, 7))}})
 	if code != http.StatusLocked && code != http.StatusPreconditionFailed {
 		t.Fatalf("foreign token: %d %v", code, out)
 	}
 	// A commits with a stale base version: 409 with the current version.
-	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 8))}})
-	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(3, 8))}})
+	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Base: &base, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(3, 9))}})
 	if code != http.StatusConflict || out["code"] != "conflict" || out["current_version"] != float64(2) {
 		t.Fatalf("stale base: %d %v", code, out)
 	}
 	// A locked frame commit needs the base version: 428.
-	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 9))}})
+	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: ga.Token, Frame: f3.ID, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(3, 9))}})
 	if code != http.StatusPreconditionRequired {
 		t.Fatalf("no base: %d %v", code, out)
 	}
@@ -293,7 +279,7 @@ func TestCommitChecks(t *testing.T) {
 	// A's lease expires mid-upload; B takes the lock and commits; A's late commit is refused.
 	f1 := seedFrameID(t, h, 1)
 	short := lock(t, a, "default", "frame:"+f1, time.Second)
-	late := encodeFrame(t, testFrame(3, 42)) // A "uploads" slowly
+	late := encodeFrame(t, relaytest.Frame(3, 42)) // A "uploads" slowly
 	waitFor(t, 5*time.Second, "A's lease to expire", func() bool {
 		var info wire.RoomInfo
 		h.JSON("GET", "/api/rooms/default", nil, &info)
@@ -304,7 +290,7 @@ func TestCommitChecks(t *testing.T) {
 		t.Fatalf("fencing token went backwards: %d after %d", gb.Token, short.Token)
 	}
 	one := int64(1)
-	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: gb.Token, Frame: f1, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, testFrame(3, 43))}})
+	mustCommit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: gb.Token, Frame: f1, Base: &one, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(3, 43))}})
 	two := int64(2)
 	code, out = commit(t, h, "default", &wire.CommitRequest{Op: wire.OpReplace, Token: short.Token, Frame: f1, Base: &two, Frames: []msgpack.RawMessage{late}})
 	if code != http.StatusLocked || out["holder"] != "bob" {

@@ -56,6 +56,16 @@ func (cfg *clientConfig) connect(ctx context.Context) (*peer.Client, error) {
 	return c, nil
 }
 
+// withClient connects, runs fn and disconnects.
+func (cfg *clientConfig) withClient(ctx context.Context, fn func(c *peer.Client) error) error {
+	c, err := cfg.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
 // joinSynced joins room and waits until its replica has the hub's state.
 func joinSynced(ctx context.Context, c *peer.Client, room string) (*peer.Room, error) {
 	r, err := c.Join(ctx, room)

@@ -21,25 +21,22 @@ func newRoomsCmd() *cobra.Command {
 		Use:   "rooms",
 		Short: "List the hub's rooms",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cfg.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			l, err := c.Rooms(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				return json.NewEncoder(out).Encode(l)
-			}
-			w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ROOM\tFRAMES\tGENERATION\tMEMBERS")
-			for _, r := range l.Rooms {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", r.Name, r.Frames, r.Generation, r.Members)
-			}
-			return w.Flush()
+			return cfg.withClient(cmd.Context(), func(c *peer.Client) error {
+				l, err := c.Rooms(cmd.Context())
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					return json.NewEncoder(out).Encode(l)
+				}
+				w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ROOM\tFRAMES\tGENERATION\tMEMBERS")
+				for _, r := range l.Rooms {
+					fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", r.Name, r.Frames, r.Generation, r.Members)
+				}
+				return w.Flush()
+			})
 		},
 	}
 	addClientFlags(c, &cfg)
@@ -56,17 +53,14 @@ func newRoomCmd() *cobra.Command {
 		Short: "Create a room, empty or as a copy of room R2 (frames share their blobs)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cfg.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			info, err := c.CreateRoom(cmd.Context(), args[0], from)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created room %s with %d frames\n", info.Name, info.Frames)
-			return nil
+			return cfg.withClient(cmd.Context(), func(c *peer.Client) error {
+				info, err := c.CreateRoom(cmd.Context(), args[0], from)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created room %s with %d frames\n", info.Name, info.Frames)
+				return nil
+			})
 		},
 	}
 	addClientFlags(create, &cfg)
@@ -78,18 +72,15 @@ func newRoomCmd() *cobra.Command {
 		Short: "Show a room: frames, generation, members, locks, presenter",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := icfg.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			info, err := c.RoomInfo(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(info)
+			return icfg.withClient(cmd.Context(), func(c *peer.Client) error {
+				info, err := c.RoomInfo(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			})
 		},
 	}
 	addClientFlags(info, &icfg)
@@ -100,12 +91,9 @@ func newRoomCmd() *cobra.Command {
 		Short: "Delete a room and its documents at the hub",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dcfg.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.DeleteRoom(cmd.Context(), args[0])
+			return dcfg.withClient(cmd.Context(), func(c *peer.Client) error {
+				return c.DeleteRoom(cmd.Context(), args[0])
+			})
 		},
 	}
 	addClientFlags(del, &dcfg)

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"framesync"
 	"framesync/blobstore"
 	"framesync/relay"
 	"framesync/relay/wire"
@@ -369,4 +370,19 @@ type tbWriter struct{ tb testing.TB }
 func (w tbWriter) Write(b []byte) (int, error) {
 	w.tb.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// Frame returns a valid frame of n atoms whose positions depend on seed
+// (numbers, cell and pbc do not), for tests.
+func Frame(n int, seed float64) *framesync.Frame {
+	nums := make([]int64, n)
+	pos := make([]float64, 3*n)
+	for i := range nums {
+		nums[i] = int64(1 + i%8)
+		pos[3*i], pos[3*i+1], pos[3*i+2] = seed+float64(i), seed*2, float64(i)/2
+	}
+	f := framesync.NewFrame(nums, pos)
+	f.SetCell([9]float64{10, 0, 0, 0, 10, 0, 0, 0, 10})
+	f.SetPBC(true, true, false)
+	return f
 }
