@@ -528,3 +528,58 @@ func (w *signalWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+func TestStateEventsAndPresence(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	a := join(t, connect(t, h, "a", "", false), "default")
+	b := join(t, connect(t, h, "b", "", false), "default")
+	events, cancel := b.Subscribe(256)
+	defer cancel()
+	next := func(what string, ok func(e peer.Event) bool) peer.Event {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if ok(e) {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("B got no %s", what)
+			}
+		}
+	}
+	item := crdt.Item{"id": "a1", "text": "look here", "frame": int64(3)}
+	if _, err := a.State().Update("annotations", crdt.Update{Insert: []crdt.Item{item}}); err != nil {
+		t.Fatal(err)
+	}
+	e := next("insert diff", func(e peer.Event) bool { return e.Type == peer.EventState && len(e.State.Items) > 0 })
+	d := e.State.Items[0]
+	if e.Local || d.Collection != "annotations" || d.ID != "a1" || d.Old != nil || d.New["text"] != "look here" {
+		t.Fatalf("insert event %+v local %v", d, e.Local)
+	}
+	changed := crdt.Item{"id": "a1", "text": "look there", "frame": int64(3)}
+	if _, err := a.State().Update("annotations", crdt.Update{Insert: []crdt.Item{changed}}); err != nil {
+		t.Fatal(err)
+	}
+	e = next("change diff", func(e peer.Event) bool { return e.Type == peer.EventState && len(e.State.Items) > 0 })
+	if d := e.State.Items[0]; d.Old["text"] != "look here" || d.New["text"] != "look there" {
+		t.Fatalf("change event %+v", d)
+	}
+	// B's own edit is reported as local.
+	if err := b.State().SetSelection([]int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	e = next("local selection", func(e peer.Event) bool { return e.Type == peer.EventState && len(e.State.Fields) > 0 })
+	if !e.Local || e.State.Fields[0].Field != "selection" {
+		t.Fatalf("local event %+v", e)
+	}
+	// Presence is relayed, not stored.
+	if err := a.SetPresence(map[string]any{"cursor": int64(7)}); err != nil {
+		t.Fatal(err)
+	}
+	e = next("presence", func(e peer.Event) bool { return e.Type == wire.MsgPresence })
+	if fmt.Sprint(e.Msg.Payload["cursor"]) != "7" || e.Msg.Name != "a" {
+		t.Fatalf("presence %+v", e.Msg)
+	}
+}
