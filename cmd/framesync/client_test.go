@@ -344,3 +344,70 @@ func TestPushKilledMidway(t *testing.T) {
 	// The lock the killed client held went with its connection.
 	cli(t, h, cache, "push", in, "--room", "killed", "-q", "--batch", "500")
 }
+
+func TestRoomLockPresentCommands(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{})
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	in := writeXYZ(t, dir, sampleFrames(5, 4))
+	cli(t, h, cache, "push", in, "--room", "src", "-q")
+	out, _ := cli(t, h, cache, "room", "create", "copy", "--from", "src")
+	if !strings.Contains(out, "created room copy with 5 frames") {
+		t.Fatalf("room create: %q", out)
+	}
+	out, _ = cli(t, h, cache, "room", "info", "copy")
+	if !strings.Contains(out, `"frames": 5`) {
+		t.Fatalf("room info: %s", out)
+	}
+
+	// lock holds until interrupted; the hub shows the holder meanwhile.
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"lock", "--room", "copy", "--target", "2", "--hub", h.URL, "--cache", cache}, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var info wire.RoomInfo
+		h.JSON("GET", "/api/rooms/copy", nil, &info)
+		if len(info.Locks) == 1 && strings.HasPrefix(info.Locks[0].Target, "frame:") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lock at the hub: %s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the hub with a deadline
+	}
+	// A second client is told who holds it.
+	code, _, errs := runCLI(t, "lock", "--room", "copy", "--target", "2", "--hub", h.URL, "--cache", filepath.Join(dir, "other"))
+	if code != 1 || !strings.Contains(errs, "held by") {
+		t.Fatalf("second lock: exit %d, %q", code, errs)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("lock exit %d: %s", code, stderr.String())
+	}
+	var info wire.RoomInfo
+	h.JSON("GET", "/api/rooms/copy", nil, &info)
+	if len(info.Locks) != 0 {
+		t.Fatalf("locks after release: %+v", info.Locks)
+	}
+
+	// present plays the frames; the last step lands in the state.
+	out, _ = cli(t, h, cache, "present", "--room", "copy", "--fps", "200")
+	if !strings.Contains(out, "presented frames 0 to 4") {
+		t.Fatalf("present: %q", out)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		h.JSON("GET", "/api/rooms/copy", nil, &info)
+		if info.Step != nil && *info.Step == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step after presenting: %v", info.Step)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the hub with a deadline
+	}
+}
