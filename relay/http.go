@@ -36,26 +36,35 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/ws", s.handleWS)
 	mux.HandleFunc("GET /api/rooms", s.api(s.handleListRooms))
-	mux.HandleFunc("POST /api/rooms", s.api(s.handleCreateRoom))
-	mux.HandleFunc("GET /api/rooms/{room}", s.api(s.handleRoomInfo))
-	mux.HandleFunc("DELETE /api/rooms/{room}", s.api(s.handleDeleteRoom))
-	mux.HandleFunc("GET /api/rooms/{room}/frames", s.api(s.handleFrameRange))
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}", s.api(s.handleFrame))
-	mux.HandleFunc("PUT /api/rooms/{room}/frames/{ref}", s.api(s.handlePutFrame))
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/manifest", s.api(s.handleManifest))
-	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/history", s.api(s.handleHistory))
-	mux.HandleFunc("POST /api/rooms/{room}/commit", s.api(s.handleCommit))
-	mux.HandleFunc("GET /api/rooms/{room}/changes", s.api(s.handleChanges))
-	mux.HandleFunc("GET /api/rooms/{room}/docs/{doc}", s.api(s.handleSnapshot))
-	mux.HandleFunc("GET /api/blobs/{hash}", s.api(s.handleGetBlob))
-	mux.HandleFunc("HEAD /api/blobs/{hash}", s.api(s.handleGetBlob))
-	mux.HandleFunc("PUT /api/blobs/{hash}", s.api(s.handlePutBlob))
-	mux.HandleFunc("POST /api/blobs/missing", s.api(s.handleMissing))
-	mux.HandleFunc("POST /api/blobs", s.api(s.handlePostBlobs))
+	mux.HandleFunc("POST /api/rooms", s.api(s.loggedIn(s.handleCreateRoom)))
+	mux.HandleFunc("GET /api/rooms/{room}", s.api(s.need(RoleReader, s.handleRoomInfo)))
+	mux.HandleFunc("DELETE /api/rooms/{room}", s.api(s.need(RoleAdmin, s.handleDeleteRoom)))
+	mux.HandleFunc("GET /api/rooms/{room}/acl", s.api(s.need(RoleAdmin, s.handleGetACL)))
+	mux.HandleFunc("PUT /api/rooms/{room}/acl", s.api(s.need(RoleAdmin, s.handlePutACL)))
+	mux.HandleFunc("GET /api/rooms/{room}/frames", s.api(s.need(RoleReader, s.handleFrameRange)))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}", s.api(s.need(RoleReader, s.handleFrame)))
+	mux.HandleFunc("PUT /api/rooms/{room}/frames/{ref}", s.api(s.need(RoleWriter, s.handlePutFrame)))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/manifest", s.api(s.need(RoleReader, s.handleManifest)))
+	mux.HandleFunc("GET /api/rooms/{room}/frames/{ref}/history", s.api(s.need(RoleReader, s.handleHistory)))
+	mux.HandleFunc("POST /api/rooms/{room}/commit", s.api(s.need(RoleWriter, s.handleCommit)))
+	mux.HandleFunc("GET /api/rooms/{room}/changes", s.api(s.need(RoleReader, s.handleChanges)))
+	mux.HandleFunc("GET /api/rooms/{room}/docs/{doc}", s.api(s.need(RoleReader, s.handleSnapshot)))
+	mux.HandleFunc("GET /api/blobs/{hash}", s.api(s.readableBlob(s.handleGetBlob)))
+	mux.HandleFunc("HEAD /api/blobs/{hash}", s.api(s.readableBlob(s.handleGetBlob)))
+	mux.HandleFunc("PUT /api/blobs/{hash}", s.api(s.loggedIn(s.handlePutBlob)))
+	mux.HandleFunc("POST /api/blobs/missing", s.api(s.loggedIn(s.handleMissing)))
+	mux.HandleFunc("POST /api/blobs", s.api(s.loggedIn(s.handlePostBlobs)))
+	mux.HandleFunc("POST /api/auth/login", s.api(s.handleLogin))
+	mux.HandleFunc("POST /api/auth/register", s.api(s.handleRegister))
+	mux.HandleFunc("POST /api/auth/refresh", s.api(s.loggedIn(s.handleRefresh)))
+	mux.HandleFunc("POST /api/auth/logout", s.api(s.loggedIn(s.handleLogout)))
+	mux.HandleFunc("GET /api/auth/me", s.api(s.handleMe))
+	mux.HandleFunc("POST /api/users", s.api(s.hubAdmin(s.handleCreateUser)))
+	mux.HandleFunc("DELETE /api/users/{user}", s.api(s.hubAdmin(s.handleDeleteUser)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
-	return s.metrics.instrument(mux)
+	return s.metrics.instrument(mux, s.withPrincipal(mux))
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +194,7 @@ func (s *Server) handleListRooms(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.listRooms(since))
+	writeJSON(w, http.StatusOK, s.listRooms(since, who(r.Context())))
 	return nil
 }
 
@@ -194,7 +203,17 @@ func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) error 
 	if err := decodeBody(w, r, 1<<16, &req); err != nil {
 		return err
 	}
-	rm, err := s.createRoom(req.Name, req.From)
+	p := who(r.Context())
+	if req.From != "" {
+		src, err := s.room(req.From)
+		if err != nil {
+			return err
+		}
+		if err := s.allow(p, src, RoleReader, "copy room"); err != nil {
+			return err
+		}
+	}
+	rm, err := s.createRoom(req.Name, req.From, p.user)
 	if err != nil {
 		return err
 	}

@@ -47,18 +47,18 @@ func newMetrics() *metrics {
 	return m
 }
 
-// instrument records the duration and status of every request by route
-// pattern.
-func (m *metrics) instrument(mux *http.ServeMux) http.Handler {
+// instrument serves next, recording the duration and status of every
+// request by its route pattern in mux.
+func (m *metrics) instrument(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, pattern := mux.Handler(r)
 		if pattern == "/api/ws" || pattern == "GET /api/ws" {
-			mux.ServeHTTP(w, r) // long-lived; counted by framesync_ws_connections
+			next.ServeHTTP(w, r) // long-lived; counted by framesync_ws_connections
 			return
 		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		mux.ServeHTTP(sw, r)
+		next.ServeHTTP(sw, r)
 		if pattern == "/" {
 			pattern = "unmatched"
 		}

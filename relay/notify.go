@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"framesync"
 	"framesync/relay/lease"
 	"framesync/relay/wire"
 )
@@ -59,6 +60,11 @@ func (s *Server) broadcastFunc(r *room, m *wire.Msg, to func(*conn) bool) {
 // each carrying the new generation and length; any other commit (delete,
 // move, a long extend) sends one generation message instead.
 func (s *Server) afterCommit(r *room, op string, res *wire.CommitResult) {
+	for _, f := range res.Frames {
+		if h, err := framesync.ParseHash(f.Hash); err == nil {
+			r.addRef(s.ctx, h)
+		}
+	}
 	n := int64(res.Length)
 	if len(res.Frames) > 0 && len(res.Frames) <= maxFrameNotes {
 		for _, f := range res.Frames {

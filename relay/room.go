@@ -42,9 +42,13 @@ type room struct {
 	feedFloor int64      // generations at or below this are not in feed
 	deleted   bool
 	present   *wire.Msg // the presenter's last frame message
+	acl       wire.RoomACL
 
 	membersMu sync.Mutex
 	members   map[*conn]*member
+
+	refsMu sync.Mutex                  // guards refs; taken without other locks
+	refs   map[framesync.Hash]struct{} // blobs of the room's frames; nil until needed
 }
 
 // feedMark is one commit of the room: its generation and the document
@@ -55,15 +59,33 @@ type feedMark struct {
 }
 
 type roomFile struct {
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+	Name    string        `json:"name"`
+	Created time.Time     `json:"created"`
+	ACL     *wire.RoomACL `json:"acl,omitempty"` // nil: defaultACL
+}
+
+// defaultACL is the access of a room that has none recorded: the default
+// room is open to every user (as in local mode, once users log in); other
+// rooms to their members only.
+func defaultACL(name string) wire.RoomACL {
+	if name == DefaultRoom {
+		return wire.RoomACL{DefaultRole: RoleWriter}
+	}
+	return wire.RoomACL{}
+}
+
+// saveMeta writes room.json. Called with r.mu held.
+func (r *room) saveMetaLocked() error {
+	acl := r.acl
+	b, _ := json.Marshal(roomFile{Name: r.name, Created: r.created, ACL: &acl})
+	return writeFileAtomic(filepath.Join(r.dir, "room.json"), b, r.srv.opts.NoSync)
 }
 
 func (s *Server) roomDir(name string) string { return filepath.Join(s.dir, "rooms", name) }
 
 // newRoom creates the files of a new room, optionally starting from the
 // given document snapshots.
-func (s *Server) newRoom(name string, trajSnap, stateSnap []byte) (*room, error) {
+func (s *Server) newRoom(name string, trajSnap, stateSnap []byte, acl wire.RoomACL) (*room, error) {
 	dir := s.roomDir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -89,7 +111,7 @@ func (s *Server) newRoom(name string, trajSnap, stateSnap []byte) (*room, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}}
+	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}, acl: acl}
 	r.trajFile = openDocFile(dir, wire.DocTrajectory)
 	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
@@ -99,8 +121,7 @@ func (s *Server) newRoom(name string, trajSnap, stateSnap []byte) (*room, error)
 	if err := r.stateFile.writeSnapshot(state.Save()); err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal(roomFile{Name: name, Created: r.created})
-	if err := writeFileAtomic(filepath.Join(dir, "room.json"), b, s.opts.NoSync); err != nil {
+	if err := r.saveMetaLocked(); err != nil {
 		return nil, err
 	}
 	r.startFeed()
@@ -118,7 +139,10 @@ func (s *Server) openRoom(name string) (*room, error) {
 	if err := json.Unmarshal(b, &rf); err != nil {
 		return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: filepath.Join(dir, "room.json"), Err: err}
 	}
-	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}}
+	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}, acl: defaultACL(name)}
+	if rf.ACL != nil {
+		r.acl = *rf.ACL
+	}
 	r.trajFile = openDocFile(dir, wire.DocTrajectory)
 	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync

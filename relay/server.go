@@ -52,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// NoSync skips fsync of room documents (tests and benchmarks only).
 	NoSync bool
+	// Auth turns access control on; nil is local mode (everyone may do
+	// everything).
+	Auth *AuthOptions
 }
 
 // Server is a hub: rooms, their documents, the data channel (HTTP) and the
@@ -72,6 +75,7 @@ type Server struct {
 	wg         sync.WaitGroup
 	manifests  *manifestCache
 	blobCache  *lru[framesync.Hash, []byte] // verified blob bytes, for warm reads
+	auth       *auth                        // nil in local mode
 
 	mu        sync.Mutex // guards the fields below; taken before room.mu, never after
 	rooms     map[string]*room
@@ -150,6 +154,16 @@ func New(opts Options) (*Server, error) {
 		manifests: newManifestCache(4096),
 		blobCache: newLRU[framesync.Hash, []byte](256<<20, 16<<20, func(b []byte) int64 { return int64(len(b)) }),
 	}
+	if opts.Auth != nil {
+		a, err := openAuth(*opts.Auth, opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.auth = a
+		log.Info("access control on", "admin", opts.Auth.AdminUser, "open_registration", opts.Auth.OpenRegistration)
+	} else {
+		log.Warn("local mode: no admin configured, everyone who can reach the hub may do everything (set FRAMESYNC_ADMIN_USERNAME, FRAMESYNC_ADMIN_PASSWORD and FRAMESYNC_SECRET_KEY for access control)")
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	hf, err := s.loadHubFile()
 	if err != nil {
@@ -177,7 +191,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	if _, ok := s.rooms[DefaultRoom]; !ok {
-		if _, err := s.createRoom(DefaultRoom, ""); err != nil {
+		if _, err := s.createRoom(DefaultRoom, "", ""); err != nil {
 			s.closeLeases()
 			return nil, err
 		}
@@ -321,7 +335,9 @@ func (s *Server) room(name string) (*room, error) {
 
 // createRoom creates a room, empty or as a copy of the documents of room
 // from. Frames of a copy share their blobs with the original.
-func (s *Server) createRoom(name, from string) (*room, error) {
+// createRoom creates room name, empty or copying room from; creator (if
+// any) becomes its admin.
+func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	if err := CheckRoomName(name); err != nil {
 		return nil, err
 	}
@@ -338,7 +354,11 @@ func (s *Server) createRoom(name, from string) (*room, error) {
 	if _, ok := s.rooms[name]; ok {
 		return nil, &framesync.Error{Kind: framesync.Conflict, Op: "create room", Msg: fmt.Sprintf("room %q exists", name)}
 	}
-	r, err := s.newRoom(name, trajSnap, stateSnap)
+	acl := defaultACL(name)
+	if creator != "" {
+		acl.Roles = map[string]string{creator: RoleAdmin}
+	}
+	r, err := s.newRoom(name, trajSnap, stateSnap, acl)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +399,7 @@ func (s *Server) deleteRoom(name string) error {
 // listRooms returns the rooms changed after hub generation since, or every
 // room when since is negative, older than the hub's memory or newer than
 // the current generation.
-func (s *Server) listRooms(since int64) wire.RoomsListing {
+func (s *Server) listRooms(since int64, p principal) wire.RoomsListing {
 	s.mu.Lock()
 	out := wire.RoomsListing{Hub: s.hubID, Generation: s.hubGen}
 	out.Full = since < s.fullBelow || since > s.hubGen
@@ -396,6 +416,9 @@ func (s *Server) listRooms(since int64) wire.RoomsListing {
 	}
 	s.mu.Unlock()
 	for _, r := range rooms {
+		if roleRank[s.roleIn(p, r)] < roleRank[RoleReader] {
+			continue
+		}
 		sum := r.summary()
 		if out.Full || sum.Changed > since {
 			out.Rooms = append(out.Rooms, sum)

@@ -122,6 +122,35 @@ type RoomInfo struct {
 	Step       *int64       `json:"step,omitempty" msgpack:"step,omitempty"`
 }
 
+// LoginRequest is the body of POST /api/auth/login, /api/auth/register
+// and /api/users (where Admin makes a hub administrator).
+type LoginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Admin    bool   `json:"admin,omitempty"`
+}
+
+// LoginResponse carries a token: send it as "Authorization: Bearer
+// <token>" (or ?token= on the WebSocket URL).
+type LoginResponse struct {
+	Token   string    `json:"token"`
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+	Admin   bool      `json:"admin,omitempty"`
+}
+
+// RoomACL is who may use a room (GET/PUT /api/rooms/{room}/acl). Roles
+// are "reader", "writer" and "admin"; each includes the ones before.
+type RoomACL struct {
+	// Public lets anyone, logged in or not, read the room.
+	Public bool `json:"public,omitempty" msgpack:"public,omitempty"`
+	// DefaultRole is the role of every logged-in user not listed in Roles
+	// ("" = none).
+	DefaultRole string `json:"default_role,omitempty" msgpack:"default_role,omitempty"`
+	// Roles maps user names to roles.
+	Roles map[string]string `json:"roles,omitempty" msgpack:"roles,omitempty"`
+}
+
 // MemberInfo is one member of a room.
 type MemberInfo struct {
 	Client string `json:"client" msgpack:"client"`
