@@ -37,6 +37,9 @@ type AuthOptions struct {
 	// OpenRegistration lets anyone create an account (POST
 	// /api/auth/register); otherwise only the admin creates users.
 	OpenRegistration bool
+	// PasswordCost is the bcrypt cost of stored passwords; zero means
+	// bcrypt.DefaultCost. Tests lower it.
+	PasswordCost int
 }
 
 // MinSecret is the shortest secret accepted for signing tokens.
@@ -98,6 +101,9 @@ func openAuth(opts AuthOptions, dir string) (*auth, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 12 * time.Hour
 	}
+	if opts.PasswordCost == 0 {
+		opts.PasswordCost = bcrypt.DefaultCost
+	}
 	a := &auth{opts: opts, dir: dir, users: map[string]*userRecord{}, revoked: map[string]int64{}}
 	b, err := os.ReadFile(filepath.Join(dir, "auth.json"))
 	if err == nil {
@@ -116,7 +122,7 @@ func openAuth(opts AuthOptions, dir string) (*auth, error) {
 	}
 	u := a.users[opts.AdminUser]
 	if u == nil || bcrypt.CompareHashAndPassword([]byte(u.Hash), []byte(opts.AdminPassword)) != nil || !u.Admin {
-		h, err := bcrypt.GenerateFromPassword([]byte(opts.AdminPassword), bcrypt.DefaultCost)
+		h, err := bcrypt.GenerateFromPassword([]byte(opts.AdminPassword), opts.PasswordCost)
 		if err != nil {
 			return nil, fmt.Errorf("relay: admin password: %w", err)
 		}
@@ -163,7 +169,7 @@ func (a *auth) addUser(name, password string, admin bool) error {
 	if len(password) < 8 || len(password) > 72 {
 		return &framesync.Error{Kind: framesync.BadInput, Op: op, Field: "password", Msg: "a password has 8 to 72 bytes"}
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), a.opts.PasswordCost)
 	if err != nil {
 		return err
 	}
@@ -336,16 +342,15 @@ func (s *Server) roleIn(p principal, r *room) string {
 	if p.local || p.admin {
 		return RoleAdmin
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	acl := r.acl.Load()
 	role := RoleNone
 	if p.user != "" {
-		role = r.acl.DefaultRole
-		if rr, ok := r.acl.Roles[p.user]; ok {
+		role = acl.DefaultRole
+		if rr, ok := acl.Roles[p.user]; ok {
 			role = rr
 		}
 	}
-	if r.acl.Public && roleRank[role] < roleRank[RoleReader] {
+	if acl.Public && roleRank[role] < roleRank[RoleReader] {
 		role = RoleReader
 	}
 	return role

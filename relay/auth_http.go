@@ -122,10 +122,7 @@ func (s *Server) handleGetACL(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rm.mu.Lock()
-	acl := rm.acl
-	rm.mu.Unlock()
-	writeJSON(w, http.StatusOK, acl)
+	writeJSON(w, http.StatusOK, rm.acl.Load())
 	return nil
 }
 
@@ -160,12 +157,15 @@ func (s *Server) handlePutACL(w http.ResponseWriter, r *http.Request) error {
 		return badInput(op, "roles", "you would lose the admin role of this room: keep yourself as admin")
 	}
 	rm.mu.Lock()
-	rm.acl = acl
-	err = rm.saveMetaLocked()
+	old := rm.acl.Swap(&acl)
+	if err = rm.saveMetaLocked(); err != nil {
+		rm.acl.Store(old)
+	}
 	rm.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	s.evictOutsiders(rm)
 	s.log.Info("room access changed", "room", rm.name, "by", who(r.Context()).user)
 	writeJSON(w, http.StatusOK, acl)
 	return nil
@@ -244,5 +244,16 @@ func (r *room) addRefLocked(ctx context.Context, m framesync.Hash) {
 	}
 	for _, f := range man {
 		r.refs[f] = struct{}{}
+	}
+}
+
+// evictOutsiders removes from room r the connections whose user may no
+// longer read it.
+func (s *Server) evictOutsiders(r *room) {
+	for _, c := range r.memberConns() {
+		if roleRank[s.roleIn(c.who, r)] < roleRank[RoleReader] {
+			c.leaveRoom(r)
+			c.reply(&wire.Msg{T: wire.MsgError, Room: r.name, Code: framesync.Forbidden.Code(), Message: fmt.Sprintf("room %q: your access was withdrawn", r.name)})
+		}
 	}
 }

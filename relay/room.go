@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"framesync"
@@ -42,10 +43,13 @@ type room struct {
 	feedFloor int64      // generations at or below this are not in feed
 	deleted   bool
 	present   *wire.Msg // the presenter's last frame message
-	acl       wire.RoomACL
 
 	membersMu sync.Mutex
 	members   map[*conn]*member
+
+	// acl is read without locks (access checks run inside document
+	// callbacks); replaced whole, under mu, by PUT .../acl.
+	acl atomic.Pointer[wire.RoomACL]
 
 	refsMu sync.Mutex                  // guards refs; taken without other locks
 	refs   map[framesync.Hash]struct{} // blobs of the room's frames; nil until needed
@@ -76,8 +80,7 @@ func defaultACL(name string) wire.RoomACL {
 
 // saveMeta writes room.json. Called with r.mu held.
 func (r *room) saveMetaLocked() error {
-	acl := r.acl
-	b, _ := json.Marshal(roomFile{Name: r.name, Created: r.created, ACL: &acl})
+	b, _ := json.Marshal(roomFile{Name: r.name, Created: r.created, ACL: r.acl.Load()})
 	return writeFileAtomic(filepath.Join(r.dir, "room.json"), b, r.srv.opts.NoSync)
 }
 
@@ -111,7 +114,8 @@ func (s *Server) newRoom(name string, trajSnap, stateSnap []byte, acl wire.RoomA
 	if err != nil {
 		return nil, err
 	}
-	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}, acl: acl}
+	r := &room{name: name, dir: dir, created: time.Now().UTC(), traj: traj, state: state, srv: s, members: map[*conn]*member{}}
+	r.acl.Store(&acl)
 	r.trajFile = openDocFile(dir, wire.DocTrajectory)
 	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync
@@ -139,10 +143,12 @@ func (s *Server) openRoom(name string) (*room, error) {
 	if err := json.Unmarshal(b, &rf); err != nil {
 		return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: filepath.Join(dir, "room.json"), Err: err}
 	}
-	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}, acl: defaultACL(name)}
+	r := &room{name: name, dir: dir, created: rf.Created, srv: s, members: map[*conn]*member{}}
+	acl := defaultACL(name)
 	if rf.ACL != nil {
-		r.acl = *rf.ACL
+		acl = *rf.ACL
 	}
+	r.acl.Store(&acl)
 	r.trajFile = openDocFile(dir, wire.DocTrajectory)
 	r.stateFile = openDocFile(dir, wire.DocState)
 	r.trajFile.noSync, r.stateFile.noSync = s.opts.NoSync, s.opts.NoSync

@@ -45,6 +45,7 @@ type conn struct {
 	ws     *websocket.Conn
 	client string
 	name   string
+	who    principal // from the upgrade request's token
 
 	out    sendQueue     // to the writer
 	wdone  chan struct{} // closed when the writer has stopped for good
@@ -83,6 +84,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		srv:   s,
+		who:   who(r.Context()),
 		ws:    ws,
 		out:   sendQueue{max: s.opts.SendQueue},
 		wdone: make(chan struct{}),
@@ -429,19 +431,24 @@ func (c *conn) member(name string) (*member, error) {
 }
 
 // roomMessages are the message types that need the sender to be a member
-// of their room.
-var roomMessages = map[string]bool{
-	wire.MsgLeave: true, wire.MsgSync: true, wire.MsgLock: true, wire.MsgRenew: true, wire.MsgUnlock: true,
-	wire.MsgPresent: true, wire.MsgUnpresent: true, wire.MsgFrame: true, wire.MsgPresence: true,
+// of their room, with the role each needs. Sync needs reader to receive;
+// a state change sent by a reader is refused by the session (acceptState).
+var roomMessages = map[string]string{
+	wire.MsgLeave: RoleNone, wire.MsgSync: RoleReader, wire.MsgPresence: RoleReader,
+	wire.MsgLock: RoleWriter, wire.MsgRenew: RoleWriter, wire.MsgUnlock: RoleWriter,
+	wire.MsgPresent: RoleWriter, wire.MsgUnpresent: RoleWriter, wire.MsgFrame: RoleWriter,
 }
 
 func (c *conn) handle(m *wire.Msg) {
 	s := c.srv
 	ctx := s.ctx
 	var mb *member
-	if roomMessages[m.T] {
+	if role, ok := roomMessages[m.T]; ok {
 		var err error
-		if mb, err = c.member(m.Room); err != nil {
+		if mb, err = c.member(m.Room); err == nil {
+			err = s.allow(c.who, mb.room, role, m.T)
+		}
+		if err != nil {
 			c.replyErr(m.ID, err)
 			return
 		}
@@ -540,6 +547,9 @@ func ttlOf(ms int64) (time.Duration, error) {
 // join adds the connection to a room and starts syncing its documents.
 func (c *conn) join(m *wire.Msg) {
 	r, err := c.srv.room(m.Room)
+	if err == nil {
+		err = c.srv.allow(c.who, r, RoleReader, "join")
+	}
 	if err != nil {
 		c.replyErr(m.ID, err)
 		return
@@ -553,7 +563,7 @@ func (c *conn) join(m *wire.Msg) {
 	}
 	mb := &member{room: r, c: c}
 	mb.trajSess = crdt.NewSession(r.traj.Doc(), &crdt.SessionOptions{Accept: crdt.RefuseNew})
-	mb.stateSess = crdt.NewSession(r.state.Doc(), nil)
+	mb.stateSess = crdt.NewSession(r.state.Doc(), &crdt.SessionOptions{Accept: mb.acceptState})
 	c.rooms[r] = mb
 	c.mu.Unlock()
 	r.membersMu.Lock()
@@ -577,6 +587,12 @@ func (c *conn) join(m *wire.Msg) {
 	c.reply(&wire.Msg{T: wire.MsgJoined, ID: m.ID, Room: r.name, Info: info})
 	c.srv.broadcast(r, &wire.Msg{T: wire.MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "joined"}, c)
 	mb.flush()
+}
+
+// acceptState lets writers change the state document; a reader's changes
+// are refused (nothing of the message is applied).
+func (mb *member) acceptState(crdt.ChangeInfo) error {
+	return mb.c.srv.allow(mb.c.who, mb.room, RoleWriter, "change the state document")
 }
 
 // leaveRoom removes the connection from room r.

@@ -174,9 +174,9 @@ func (h *Hub) Do(method, path string, body any, header ...string) (int, []byte) 
 
 // JSON is Do for a JSON answer: it decodes the body into out (unless nil)
 // and returns the status.
-func (h *Hub) JSON(method, path string, body, out any) int {
+func (h *Hub) JSON(method, path string, body, out any, header ...string) int {
 	h.tb.Helper()
-	code, b := h.Do(method, path, body)
+	code, b := h.Do(method, path, body, header...)
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			h.tb.Fatalf("%s %s: %d %s: %v", method, path, code, b, err)
