@@ -26,7 +26,7 @@ type Options struct {
 	// Name is shown to the other members of a room.
 	Name string
 	// Token is sent as a bearer token with every request (hubs in local
-	// mode ignore it).
+	// mode ignore it); empty means the one Replica.Login stored.
 	Token string
 	// Cache is the directory of the local replica; "" = DefaultCacheDir().
 	Cache string
@@ -88,7 +88,7 @@ func Connect(ctx context.Context, hubURL string, opts *Options) (*Client, error)
 	}
 	c.http = c.opts.HTTPClient
 	if c.http == nil {
-		c.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, ResponseHeaderTimeout: time.Minute}}
+		c.http = defaultHTTP()
 	}
 	if c.opts.MinBackoff <= 0 {
 		c.opts.MinBackoff = 200 * time.Millisecond
@@ -99,6 +99,9 @@ func Connect(ctx context.Context, hubURL string, opts *Options) (*Client, error)
 	var err error
 	if c.rep, err = Open(c.opts.Cache, c.hub); err != nil {
 		return nil, err
+	}
+	if c.opts.Token == "" {
+		c.opts.Token = c.rep.Token() // from Replica.Login
 	}
 	c.up = make(chan struct{})
 	c.down = make(chan struct{})
@@ -119,6 +122,10 @@ func Connect(ctx context.Context, hubURL string, opts *Options) (*Client, error)
 		return nil, fmt.Errorf("connect to %s: %w", c.hub, err)
 	}
 	return c, nil
+}
+
+func defaultHTTP() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, ResponseHeaderTimeout: time.Minute}}
 }
 
 // Replica returns the client's local replica.
@@ -512,4 +519,15 @@ func (c *Client) DeleteRoom(ctx context.Context, name string) error {
 		return err
 	}
 	return c.doJSON(ctx, "delete room", "DELETE", "/api/rooms/"+name, nil, nil)
+}
+
+// ACL returns room name's access rules (room admins only).
+func (c *Client) ACL(ctx context.Context, name string) (*wire.RoomACL, error) {
+	var out wire.RoomACL
+	return &out, c.doJSON(ctx, "room access", "GET", "/api/rooms/"+name+"/acl", nil, &out)
+}
+
+// SetACL replaces room name's access rules (room admins only).
+func (c *Client) SetACL(ctx context.Context, name string, acl *wire.RoomACL) error {
+	return c.doJSON(ctx, "room access", "PUT", "/api/rooms/"+name+"/acl", acl, nil)
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"framesync"
 	"framesync/crdt"
 	"framesync/peer"
@@ -410,4 +412,68 @@ func TestRoomLockPresentCommands(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling the hub with a deadline
 	}
+}
+
+func TestLoginAndRoles(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{Auth: &relay.AuthOptions{
+		AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: bcrypt.MinCost,
+	}})
+	dir := t.TempDir()
+	in := writeXYZ(t, dir, sampleFrames(3, 4))
+	root, ann, ben := filepath.Join(dir, "root"), filepath.Join(dir, "ann"), filepath.Join(dir, "ben")
+
+	// Nothing without logging in.
+	code, _, errs := runCLI(t, "push", in, "--room", "lab", "--hub", h.URL, "--cache", ann)
+	if code != 1 || !strings.Contains(errs, "log in") {
+		t.Fatalf("push before login: exit %d, %q", code, errs)
+	}
+	t.Setenv("FRAMESYNC_PASSWORD", "root-password")
+	cli(t, h, root, "login", "--user", "root")
+	for _, u := range []string{"ann", "ben"} {
+		if code, body := h.Do("POST", "/api/users", wire.LoginRequest{Username: u, Password: u + "-password"}, "Authorization", "Bearer "+peerToken(t, root, h.URL)); code != 201 {
+			t.Fatalf("create %s: %d %s", u, code, body)
+		}
+	}
+	t.Setenv("FRAMESYNC_PASSWORD", "ann-password")
+	out, _ := cli(t, h, ann, "login", "--user", "ann")
+	if !strings.Contains(out, "logged in") {
+		t.Fatalf("login: %q", out)
+	}
+	if fi, err := os.Stat(filepath.Join(ann, "hubs")); err != nil || !fi.IsDir() {
+		t.Fatal("no replica after login")
+	}
+	cli(t, h, ann, "push", in, "--room", "lab", "-q") // ann creates lab and is its admin
+	t.Setenv("FRAMESYNC_PASSWORD", "ben-password")
+	cli(t, h, ben, "login", "--user", "ben")
+	code, _, errs = runCLI(t, "pull", "--room", "lab", "-o", filepath.Join(dir, "x.extxyz"), "--hub", h.URL, "--cache", ben)
+	if code != 1 || !strings.Contains(errs, "not a member") {
+		t.Fatalf("ben pulls lab: exit %d, %q", code, errs)
+	}
+	out, _ = cli(t, h, ann, "room", "acl", "lab", "--role", "ben=reader")
+	if !strings.Contains(out, `"ben": "reader"`) {
+		t.Fatalf("acl: %s", out)
+	}
+	cli(t, h, ben, "pull", "--room", "lab", "-o", filepath.Join(dir, "x.extxyz"), "-q")
+	code, _, errs = runCLI(t, "push", in, "--room", "lab", "--append", "--hub", h.URL, "--cache", ben)
+	if code != 1 || !strings.Contains(errs, "needs the writer role") {
+		t.Fatalf("reader pushes: exit %d, %q", code, errs)
+	}
+	// After logout the token is gone here and revoked at the hub.
+	tok := peerToken(t, ben, h.URL)
+	cli(t, h, ben, "logout")
+	if peerToken(t, ben, h.URL) != "" {
+		t.Fatal("token kept after logout")
+	}
+	if code, _ := h.Do("GET", "/api/rooms/lab", nil, "Authorization", "Bearer "+tok); code != 401 {
+		t.Fatalf("revoked token: %d", code)
+	}
+}
+
+func peerToken(t *testing.T, cache, hub string) string {
+	t.Helper()
+	rp, err := peer.Open(cache, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp.Token()
 }

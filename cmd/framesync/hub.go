@@ -29,6 +29,23 @@ type hubConfig struct {
 	MaxUploadMB int64
 	LogLevel    string
 	LogFormat   string
+	// Access control: all three set, or none (local mode).
+	AdminUser, AdminPassword, Secret string
+	OpenRegistration                 bool
+}
+
+// auth returns the hub's access control options (nil: local mode).
+func (cfg *hubConfig) auth() (*relay.AuthOptions, error) {
+	if cfg.AdminUser == "" && cfg.AdminPassword == "" {
+		return nil, nil
+	}
+	if cfg.AdminUser == "" || cfg.AdminPassword == "" {
+		return nil, errors.New("set both FRAMESYNC_ADMIN_USERNAME and FRAMESYNC_ADMIN_PASSWORD, or neither (local mode)")
+	}
+	if len(cfg.Secret) < relay.MinSecret {
+		return nil, fmt.Errorf("with an admin configured, FRAMESYNC_SECRET_KEY must hold at least %d characters (it signs login tokens): generate one with 'openssl rand -hex 32'", relay.MinSecret)
+	}
+	return &relay.AuthOptions{AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword, Secret: []byte(cfg.Secret), OpenRegistration: cfg.OpenRegistration}, nil
 }
 
 func newHubCmd() *cobra.Command {
@@ -47,7 +64,13 @@ base version. GET /healthz, /readyz and /metrics (Prometheus) are served too.
 
 With no --redis-url the hub runs with embedded defaults: everything lives in
 this process and the data directory. SIGINT or SIGTERM shut it down
-gracefully (connections closed, documents saved).`,
+gracefully (connections closed, documents saved).
+
+Without FRAMESYNC_ADMIN_USERNAME and FRAMESYNC_ADMIN_PASSWORD the hub runs in
+local mode: everyone who can reach it may do everything. With them (and a
+FRAMESYNC_SECRET_KEY of at least 32 characters, which signs login tokens)
+users log in ('framesync login') and rooms have reader, writer and admin
+roles; see docs/security.md.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.RedisURL != "" {
 				return usageError{errors.New("--redis-url: the Redis backend is not implemented yet; run without it for embedded defaults")}
@@ -57,6 +80,9 @@ gracefully (connections closed, documents saved).`,
 			}
 			if cfg.MaxUploadMB <= 0 {
 				return usageError{fmt.Errorf("--max-upload-mb must be positive, got %d", cfg.MaxUploadMB)}
+			}
+			if _, err := cfg.auth(); err != nil {
+				return usageError{err}
 			}
 			log, err := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
@@ -73,6 +99,12 @@ gracefully (connections closed, documents saved).`,
 	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
 	f.StringVar(&cfg.LogLevel, "log-level", envOr("FRAMESYNC_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FRAMESYNC_LOG_LEVEL)")
 	f.StringVar(&cfg.LogFormat, "log-format", envOr("FRAMESYNC_LOG_FORMAT", "text"), "log format: text or json (env FRAMESYNC_LOG_FORMAT)")
+	f.BoolVar(&cfg.OpenRegistration, "open-registration", envOr("FRAMESYNC_OPEN_REGISTRATION", "") == "1", "with access control, let anyone create an account (env FRAMESYNC_OPEN_REGISTRATION=1)")
+	// Secrets come from the environment only, never from flags (which
+	// other users of the machine can see in the process list).
+	cfg.AdminUser = os.Getenv("FRAMESYNC_ADMIN_USERNAME")
+	cfg.AdminPassword = os.Getenv("FRAMESYNC_ADMIN_PASSWORD")
+	cfg.Secret = os.Getenv("FRAMESYNC_SECRET_KEY")
 	return c
 }
 
@@ -105,11 +137,16 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
+	auth, err := cfg.auth()
+	if err != nil {
+		return err
+	}
 	hub, err := relay.New(relay.Options{
 		Dir:       cfg.Data,
 		Blobs:     blobs,
 		MaxUpload: cfg.MaxUploadMB << 20,
 		Logger:    log,
+		Auth:      auth,
 	})
 	if err != nil {
 		return err

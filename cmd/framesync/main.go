@@ -59,7 +59,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newHubCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newWatchCmd(), newRoomsCmd(), newRoomCmd(), newLockCmd(), newPresentCmd(), newFrameCmd(), newVersionCmd())
+	root.AddCommand(newHubCmd(), newPushCmd(), newPullCmd(), newInspectCmd(), newWatchCmd(), newRoomsCmd(), newRoomCmd(), newLockCmd(), newPresentCmd(), newLoginCmd(), newLogoutCmd(), newFrameCmd(), newVersionCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}

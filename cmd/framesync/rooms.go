@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -97,7 +98,65 @@ func newRoomCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(del, &dcfg)
-	c.AddCommand(create, info, del)
+	c.AddCommand(create, info, del, newACLCmd())
+	return c
+}
+
+func newACLCmd() *cobra.Command {
+	var cfg clientConfig
+	var public bool
+	var defaultRole string
+	var roles, remove []string
+	c := &cobra.Command{
+		Use:   "acl NAME [--public=true|false] [--default-role ROLE] [--role USER=ROLE]... [--remove USER]...",
+		Short: "Show or change who may use a room (room admins; hubs with access control)",
+		Long: `Without changes, print room NAME's access rules. Roles are reader (read
+frames and documents), writer (also locks, commits, state edits, presenter)
+and admin (also access rules and delete). --public lets anyone read;
+--default-role gives every logged-in user a role ("none" for none).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cfg.withClient(cmd.Context(), func(c *peer.Client) error {
+				acl, err := c.ACL(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				f := cmd.Flags()
+				if f.Changed("public") || f.Changed("default-role") || f.Changed("role") || f.Changed("remove") {
+					if f.Changed("public") {
+						acl.Public = public
+					}
+					if f.Changed("default-role") {
+						acl.DefaultRole = strings.TrimPrefix(defaultRole, "none")
+					}
+					if acl.Roles == nil {
+						acl.Roles = map[string]string{}
+					}
+					for _, r := range roles {
+						u, role, ok := strings.Cut(r, "=")
+						if !ok {
+							return usageError{fmt.Errorf("--role %q: want USER=ROLE", r)}
+						}
+						acl.Roles[u] = role
+					}
+					for _, u := range remove {
+						delete(acl.Roles, u)
+					}
+					if err := c.SetACL(cmd.Context(), args[0], acl); err != nil {
+						return err
+					}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(acl)
+			})
+		},
+	}
+	addClientFlags(c, &cfg)
+	c.Flags().BoolVar(&public, "public", false, "anyone may read the room")
+	c.Flags().StringVar(&defaultRole, "default-role", "", "role of every logged-in user not listed: reader, writer, admin or none")
+	c.Flags().StringArrayVar(&roles, "role", nil, "USER=ROLE, repeatable")
+	c.Flags().StringArrayVar(&remove, "remove", nil, "USER to remove from the roles, repeatable")
 	return c
 }
 

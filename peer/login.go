@@ -1,0 +1,67 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"framesync/relay/wire"
+)
+
+// tokenFile is where a replica keeps the login token, readable by its
+// owner only.
+const tokenFile = "token"
+
+// Login logs in to the hub of replica rp and keeps the token in the
+// replica directory (mode 0600), where Connect finds it.
+func (rp *Replica) Login(ctx context.Context, user, password string) (*wire.LoginResponse, error) {
+	c := &Client{hub: strings.TrimRight(rp.hub, "/"), http: defaultHTTP()}
+	var res wire.LoginResponse
+	if err := c.doJSON(ctx, "login", "POST", "/api/auth/login", wire.LoginRequest{Username: user, Password: password}, &res); err != nil {
+		return nil, err
+	}
+	if err := rp.SetToken(res.Token); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// SetToken stores token in the replica ("" removes it).
+func (rp *Replica) SetToken(token string) error {
+	path := filepath.Join(rp.dir, tokenFile)
+	if token == "" {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err := writeFileAtomic(path, []byte(token)); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600)
+}
+
+// Token returns the stored login token ("" if none).
+func (rp *Replica) Token() string {
+	b, err := os.ReadFile(filepath.Join(rp.dir, tokenFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Logout revokes the client's token at the hub and forgets it.
+func (c *Client) Logout(ctx context.Context) error {
+	err := c.doJSON(ctx, "logout", "POST", "/api/auth/logout", nil, nil)
+	if rerr := c.rep.SetToken(""); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	if err != nil {
+		return fmt.Errorf("the hub did not revoke the token (it was forgotten here): %w", err)
+	}
+	return nil
+}
