@@ -284,11 +284,13 @@ func TestPushKilledMidway(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Kill it once some batches are in.
+	// Kill it once some batches are in and its replica has been saved
+	// (it is saved again and again while the push runs).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var info wire.RoomInfo
-		if h.JSON("GET", "/api/rooms/killed", nil, &info) == 200 && info.Frames >= 3*batch {
+		_, saved := os.Stat(filepath.Join(cache, "hubs", strings.ReplaceAll(strings.TrimPrefix(h.URL, "http://"), ":", "_"), "rooms", "killed", "room.json"))
+		if h.JSON("GET", "/api/rooms/killed", nil, &info) == 200 && info.Frames >= 3*batch && saved == nil {
 			break
 		}
 		if time.Now().After(deadline) {
