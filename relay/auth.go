@@ -325,10 +325,17 @@ func who(ctx context.Context) principal {
 	return p
 }
 
-// withPrincipal is the middleware that identifies every request.
+// exemptFromRate are the paths monitoring polls.
+var exemptFromRate = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// withPrincipal is the middleware that identifies every request and
+// counts it against the caller's request rate.
 func (s *Server) withPrincipal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.identify(r)
+		if err == nil && !exemptFromRate[r.URL.Path] {
+			err = s.checkRate(p, r)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

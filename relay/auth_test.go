@@ -300,3 +300,81 @@ func headerOf(t *testing.T, h *relaytest.Hub, path, tok string) (int, string) {
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("X-Automerge-Heads")
 }
+
+// TestLimits: each limit refuses with an error that names it, and
+// nothing stored changes.
+func TestLimits(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{Limits: relay.Limits{FramesPerRequest: 2, ConnsPerAddr: 3, RequestsPerSecond: 1, Burst: 40, StateBytes: 1}})
+	a := h.Dial("a", "")
+	join(t, a, "default")
+	g := lock(t, a, "default", "trajectory", time.Minute)
+	var frames []msgpack.RawMessage
+	for i := range 3 {
+		frames = append(frames, encodeFrame(t, relaytest.Frame(2, float64(i))))
+	}
+	b, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpExtend, Token: g.Token, Frames: frames})
+	if code, body := h.Do("POST", "/api/rooms/default/commit", b, "Content-Type", wire.ContentMsgpack); code != 413 || !strings.Contains(string(body), "frames per request is 2") {
+		t.Errorf("3 frames: %d %s", code, body)
+	}
+	for range 2 {
+		b, _ := msgpack.Marshal(&wire.CommitRequest{Op: wire.OpExtend, Token: g.Token, Frames: frames[:2]})
+		if code, body := h.Do("POST", "/api/rooms/default/commit", b, "Content-Type", wire.ContentMsgpack); code != 200 {
+			t.Fatalf("2 frames: %d %s", code, body)
+		}
+	}
+	if code, body := h.Do("GET", "/api/rooms/default/frames?start=0&stop=3", nil); code != 413 || !strings.Contains(string(body), "frames per request") {
+		t.Errorf("range of 3: %d %s", code, body)
+	}
+	// Connections per address: a and two more, then refused.
+	h.Dial("b", "")
+	h.Dial("c", "")
+	if _, err := relaytest.DialURL(t, h.WSURL(), "d", ""); err == nil {
+		t.Error("a fourth connection was accepted")
+	}
+	if code, body := h.Do("GET", "/api/ws", nil); code != 429 || !strings.Contains(string(body), "connections per address") {
+		t.Errorf("fourth connection: %d %s", code, body)
+	}
+	// The state document of a room over its size limit takes no change.
+	st, _ := crdt.NewState(nil)
+	st.SetStep(7)
+	sess := crdt.NewSession(st.Doc(), nil)
+	msg, _ := sess.Next()
+	a.Send(&wire.Msg{T: wire.MsgSync, Room: "default", Doc: wire.DocState, Data: msg})
+	m := a.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgError }, 5*time.Second)
+	if m.Code != "too_large" || !strings.Contains(m.Message, "over the limit") {
+		t.Errorf("state over its limit: %s %s", m.Code, m.Message)
+	}
+	// Request rate: the burst, then 429 naming the limit.
+	var last int
+	var body []byte
+	for range 50 {
+		if last, body = h.Do("GET", "/api/rooms/default", nil); last == 429 {
+			break
+		}
+	}
+	if last != 429 || !strings.Contains(string(body), "requests per second") {
+		t.Errorf("request flood: %d %s", last, body)
+	}
+	if code, _ := h.Do("GET", "/healthz", nil); code != 200 {
+		t.Errorf("healthz while rate limited: %d", code)
+	}
+}
+
+func TestRoomsPerUser(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{
+		Auth:   &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: testSecret, PasswordCost: bcrypt.MinCost},
+		Limits: relay.Limits{RoomsPerUser: 2},
+	})
+	root := login(t, h, "root", "root-password")
+	h.Do("POST", "/api/users", wire.LoginRequest{Username: "ann", Password: "ann-password"}, bearerHdr(root)...)
+	ann := login(t, h, "ann", "ann-password")
+	for i, want := range []int{201, 201, 413} {
+		code, body := h.Do("POST", "/api/rooms", wire.CreateRoomRequest{Name: fmt.Sprint("r", i)}, bearerHdr(ann)...)
+		if code != want || (want == 413 && !strings.Contains(string(body), "rooms per user")) {
+			t.Errorf("room %d: %d %s", i, code, body)
+		}
+	}
+	if code, _ := h.Do("POST", "/api/rooms", wire.CreateRoomRequest{Name: "r9"}, bearerHdr(root)...); code != 201 {
+		t.Errorf("the hub admin is exempt: %d", code)
+	}
+}

@@ -312,6 +312,9 @@ func (s *Server) prepare(ctx context.Context, req *wire.CommitRequest) (*prepare
 	if len(req.Frames) > 0 && len(req.Manifests) > 0 {
 		return nil, badInput(op, "frames", "give frames or manifests, not both")
 	}
+	if n, limit := len(req.Frames)+len(req.Manifests), s.opts.Limits.FramesPerRequest; n > limit {
+		return nil, &framesync.Error{Kind: framesync.TooLarge, Op: op, Msg: fmt.Sprintf("%d frames in one commit; the limit of frames per request is %d", n, limit)}
+	}
 	if wantsFrames == 0 && (len(req.Frames) > 0 || len(req.Manifests) > 0) && req.Op != wire.OpPatch {
 		return nil, badInput(op, "frames", req.Op+" takes no frames")
 	}

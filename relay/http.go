@@ -24,9 +24,6 @@ import (
 // larger frames are refused with 413 and a hint to ask for msgpack.
 const maxJSONFrameBytes = 8 << 20
 
-// maxRange is the most frames one range request returns.
-const maxRange = 10000
-
 // Handler returns the hub's HTTP handler: the data channel under /api, the
 // control channel at /api/ws, and /healthz, /readyz, /metrics.
 func (s *Server) Handler() http.Handler {
@@ -393,8 +390,8 @@ func (s *Server) handleFrameRange(w http.ResponseWriter, r *http.Request) error 
 	if stop < start {
 		stop = start
 	}
-	if stop-start > maxRange {
-		return &framesync.Error{Kind: framesync.TooLarge, Op: "frame range", Msg: fmt.Sprintf("%d frames asked for; at most %d per request", stop-start, maxRange)}
+	if limit := int64(s.opts.Limits.FramesPerRequest); stop-start > limit {
+		return &framesync.Error{Kind: framesync.TooLarge, Op: "frame range", Msg: fmt.Sprintf("%d frames asked for; the limit of frames per request is %d", stop-start, limit)}
 	}
 	entries, err := rm.traj.Entries()
 	if err != nil {

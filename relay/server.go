@@ -55,6 +55,64 @@ type Options struct {
 	// Auth turns access control on; nil is local mode (everyone may do
 	// everything).
 	Auth *AuthOptions
+	// Limits bound what one client may ask of the hub; zero fields take
+	// the defaults of DefaultLimits.
+	Limits Limits
+}
+
+// Limits bound what one client may ask of the hub. Every refusal names
+// the limit in its error message. MaxUpload and MaxMessage in Options
+// bound request bodies and control messages.
+type Limits struct {
+	// FramesPerRequest bounds the frames of one commit and of one range
+	// request.
+	FramesPerRequest int
+	// StateBytes bounds a room's state document (as stored); changes to a
+	// room over it are refused.
+	StateBytes int64
+	// RoomsPerUser bounds the rooms a user may create (with access
+	// control; the hub admin is exempt).
+	RoomsPerUser int
+	// ConnsPerAddr bounds the WebSocket connections from one address.
+	ConnsPerAddr int
+	// RequestsPerSecond and Burst bound the HTTP requests per token (per
+	// address for requests without one): a token bucket.
+	RequestsPerSecond float64
+	Burst             int
+}
+
+// DefaultLimits are the limits of a hub that sets none: a lab can live
+// with them.
+var DefaultLimits = Limits{
+	FramesPerRequest:  10000,
+	StateBytes:        64 << 20,
+	RoomsPerUser:      100,
+	ConnsPerAddr:      256,
+	RequestsPerSecond: 500,
+	Burst:             2000,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.FramesPerRequest > 0 {
+		d.FramesPerRequest = l.FramesPerRequest
+	}
+	if l.StateBytes > 0 {
+		d.StateBytes = l.StateBytes
+	}
+	if l.RoomsPerUser > 0 {
+		d.RoomsPerUser = l.RoomsPerUser
+	}
+	if l.ConnsPerAddr > 0 {
+		d.ConnsPerAddr = l.ConnsPerAddr
+	}
+	if l.RequestsPerSecond > 0 {
+		d.RequestsPerSecond = l.RequestsPerSecond
+	}
+	if l.Burst > 0 {
+		d.Burst = l.Burst
+	}
+	return d
 }
 
 // Server is a hub: rooms, their documents, the data channel (HTTP) and the
@@ -76,6 +134,7 @@ type Server struct {
 	manifests  *manifestCache
 	blobCache  *lru[framesync.Hash, []byte] // verified blob bytes, for warm reads
 	auth       *auth                        // nil in local mode
+	rate       *rateLimiter
 
 	mu        sync.Mutex // guards the fields below; taken before room.mu, never after
 	rooms     map[string]*room
@@ -84,6 +143,7 @@ type Server struct {
 	removed   map[string]int64 // deleted room -> hub generation of its deletion
 	conns     map[*conn]struct{}
 	holders   map[string]int // client ID -> open connections
+	addrConns map[string]int // remote address -> open WebSocket connections
 	closed    bool
 
 	syncMu    sync.Mutex // guards syncDirty
@@ -131,6 +191,7 @@ func New(opts Options) (*Server, error) {
 	if opts.PresenterTTL <= 0 {
 		opts.PresenterTTL = 5 * time.Second
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -148,6 +209,7 @@ func New(opts Options) (*Server, error) {
 		removed:   map[string]int64{},
 		conns:     map[*conn]struct{}{},
 		holders:   map[string]int{},
+		addrConns: map[string]int{},
 		metrics:   newMetrics(),
 		syncDirty: map[*room]bool{},
 		syncPoke:  make(chan struct{}, 1),
@@ -164,6 +226,7 @@ func New(opts Options) (*Server, error) {
 	} else {
 		log.Warn("local mode: no admin configured, everyone who can reach the hub may do everything (set FRAMESYNC_ADMIN_USERNAME, FRAMESYNC_ADMIN_PASSWORD and FRAMESYNC_SECRET_KEY for access control)")
 	}
+	s.rate = newRateLimiter(opts.Limits.RequestsPerSecond, opts.Limits.Burst)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	hf, err := s.loadHubFile()
 	if err != nil {
@@ -357,6 +420,9 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	acl := defaultACL(name)
 	if creator != "" {
 		acl.Roles = map[string]string{creator: RoleAdmin}
+		if n, limit := s.roomsAdministeredLocked(creator), s.opts.Limits.RoomsPerUser; n >= limit && !s.auth.isAdmin(creator) {
+			return nil, &framesync.Error{Kind: framesync.TooLarge, Op: "create room", Msg: fmt.Sprintf("%s administers %d rooms, the limit of rooms per user", creator, n)}
+		}
 	}
 	r, err := s.newRoom(name, trajSnap, stateSnap, acl)
 	if err != nil {
@@ -367,6 +433,17 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	delete(s.removed, name)
 	s.rooms[name] = r
 	return r, nil
+}
+
+// roomsAdministeredLocked counts the rooms user is admin of.
+func (s *Server) roomsAdministeredLocked(user string) int {
+	n := 0
+	for _, r := range s.rooms {
+		if r.acl.Load().Roles[user] == RoleAdmin {
+			n++
+		}
+	}
+	return n
 }
 
 // deleteRoom removes a room, its documents and its leases. Blobs stay until

@@ -46,6 +46,7 @@ type conn struct {
 	client string
 	name   string
 	who    principal // from the upgrade request's token
+	addr   string    // remote host, for the per-address limit
 
 	out    sendQueue     // to the writer
 	wdone  chan struct{} // closed when the writer has stopped for good
@@ -71,11 +72,17 @@ type member struct {
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	host := remoteHost(r)
 	s.mu.Lock()
 	closed := s.closed
+	n := s.addrConns[host]
 	s.mu.Unlock()
 	if closed {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.Unavailable, Msg: "hub shutting down"})
+		return
+	}
+	if limit := s.opts.Limits.ConnsPerAddr; n >= limit {
+		s.writeError(w, r, &framesync.Error{Kind: framesync.RateLimited, Op: "connect", Msg: fmt.Sprintf("%d WebSocket connections from %s: the limit of connections per address", n, host)})
 		return
 	}
 	ws, err := upgrader.Upgrade(w, r, nil)
@@ -84,6 +91,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		srv:   s,
+		addr:  host,
 		who:   who(r.Context()),
 		ws:    ws,
 		out:   sendQueue{max: s.opts.SendQueue},
@@ -103,6 +111,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.addrConns[host]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -627,6 +636,9 @@ func (c *conn) cleanup() {
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.addrConns[c.addr]--; s.addrConns[c.addr] <= 0 {
+		delete(s.addrConns, c.addr)
+	}
 	last := false
 	if c.joined {
 		s.holders[c.client]--
@@ -657,6 +669,9 @@ func (mb *member) receive(doc string, data []byte) error {
 		}
 	case wire.DocState:
 		before := r.state.Heads()
+		if err = r.stateTooBig(); err != nil {
+			break
+		}
 		err = mb.stateSess.Receive(data)
 		if err == nil && !before.Equal(r.state.Heads()) {
 			if perr := r.persistState(); perr != nil {

@@ -29,6 +29,7 @@ type hubConfig struct {
 	MaxUploadMB int64
 	LogLevel    string
 	LogFormat   string
+	Limits      relay.Limits
 	// Access control: all three set, or none (local mode).
 	AdminUser, AdminPassword, Secret string
 	OpenRegistration                 bool
@@ -99,6 +100,13 @@ roles; see docs/security.md.`,
 	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
 	f.StringVar(&cfg.LogLevel, "log-level", envOr("FRAMESYNC_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FRAMESYNC_LOG_LEVEL)")
 	f.StringVar(&cfg.LogFormat, "log-format", envOr("FRAMESYNC_LOG_FORMAT", "text"), "log format: text or json (env FRAMESYNC_LOG_FORMAT)")
+	d := relay.DefaultLimits
+	f.IntVar(&cfg.Limits.FramesPerRequest, "max-frames-per-request", envInt("FRAMESYNC_MAX_FRAMES_PER_REQUEST", d.FramesPerRequest), "most frames in one commit or range request (env FRAMESYNC_MAX_FRAMES_PER_REQUEST)")
+	f.Int64Var(&cfg.Limits.StateBytes, "max-state-mb", envInt64("FRAMESYNC_MAX_STATE_MB", d.StateBytes>>20), "largest state document of a room in MB; bigger ones take no changes (env FRAMESYNC_MAX_STATE_MB)")
+	f.IntVar(&cfg.Limits.RoomsPerUser, "max-rooms-per-user", envInt("FRAMESYNC_MAX_ROOMS_PER_USER", d.RoomsPerUser), "rooms a user may create, with access control (env FRAMESYNC_MAX_ROOMS_PER_USER)")
+	f.IntVar(&cfg.Limits.ConnsPerAddr, "max-conns-per-addr", envInt("FRAMESYNC_MAX_CONNS_PER_ADDR", d.ConnsPerAddr), "WebSocket connections from one address (env FRAMESYNC_MAX_CONNS_PER_ADDR)")
+	f.Float64Var(&cfg.Limits.RequestsPerSecond, "rate", float64(envInt("FRAMESYNC_RATE", int(d.RequestsPerSecond))), "HTTP requests per second per user (or address, without a token) (env FRAMESYNC_RATE)")
+	f.IntVar(&cfg.Limits.Burst, "burst", envInt("FRAMESYNC_BURST", d.Burst), "requests allowed at once above --rate (env FRAMESYNC_BURST)")
 	f.BoolVar(&cfg.OpenRegistration, "open-registration", envOr("FRAMESYNC_OPEN_REGISTRATION", "") == "1", "with access control, let anyone create an account (env FRAMESYNC_OPEN_REGISTRATION=1)")
 	// Secrets come from the environment only, never from flags (which
 	// other users of the machine can see in the process list).
@@ -147,6 +155,7 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		MaxUpload: cfg.MaxUploadMB << 20,
 		Logger:    log,
 		Auth:      auth,
+		Limits:    limits(cfg.Limits),
 	})
 	if err != nil {
 		return err
@@ -181,4 +190,26 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		serveErr = nil
 	}
 	return errors.Join(serveErr, closeErr)
+}
+
+// limits converts the flag values (state size in MB) to relay.Limits.
+func limits(l relay.Limits) relay.Limits {
+	l.StateBytes <<= 20
+	return l
+}
+
+// envInt returns the integer environment variable key, or def when it is
+// unset or not a number.
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return n
+	}
+	return def
+}
+
+func envInt64(key string, def int64) int64 {
+	if n, err := strconv.ParseInt(os.Getenv(key), 10, 64); err == nil {
+		return n
+	}
+	return def
 }

@@ -42,7 +42,8 @@ type Hub struct {
 
 // Start starts a hub on 127.0.0.1:0 and stops it when the test ends. Zero
 // fields of opts get test defaults: a temporary data directory, a Dir blob
-// store under it, no fsync (of documents or blobs), a logger writing to t.Log.
+// store under it, no fsync (of documents or blobs), a logger writing to t.Log,
+// no limits on connections or request rates.
 func Start(tb testing.TB, opts relay.Options) *Hub {
 	tb.Helper()
 	if opts.Dir == "" {
@@ -51,6 +52,11 @@ func Start(tb testing.TB, opts relay.Options) *Hub {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if opts.Limits == (relay.Limits{}) {
+		// Tests and benchmarks make many connections and requests from
+		// one address; limits are tested where a test sets them.
+		opts.Limits = relay.Limits{ConnsPerAddr: 1 << 20, RequestsPerSecond: 1e9, Burst: 1 << 30}
 	}
 	h := &Hub{tb: tb, Opts: opts}
 	h.start()
