@@ -371,6 +371,12 @@ func (f *Frame) validate(full bool) error {
 		if len(a.Shape) != 2 || a.Shape[0] != 3 || a.Shape[1] != 3 {
 			return bad(FieldCell, "shape %v: want [3 3]", a.Shape)
 		}
+		v, _ := a.Float64s()
+		for i, x := range v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return bad(FieldCell, "element %d is %v: a cell holds finite numbers", i, x)
+			}
+		}
 	}
 	if a := f.PBC; a != nil {
 		if err := checkArr(FieldPBC, a); err != nil {

@@ -646,6 +646,11 @@ func headerFromPairs(pairs []kvPair) (*xyzHeader, error) {
 				return nil, err
 			}
 			lattice, _ = v.Float64s()
+			for _, x := range lattice {
+				if math.IsNaN(x) || math.IsInf(x, 0) {
+					return nil, fmt.Errorf("the cell (Lattice=%s) holds a number that is not finite", quoteShort(p.value))
+				}
+			}
 		case key == "pbc":
 			pbc, err := parsePBC(p.value)
 			if err != nil {
