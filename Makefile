@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 BIN := bin/framesync
 APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase
 
-.PHONY: help deps build run test check vet staticcheck bench fuzz fmt clean
+.PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+fuzz-long: ## every fuzz target for a minute each (decoders exposed to the network); a crasher lands in testdata/fuzz/ and stays as a regression seed that make test runs
+	$(MAKE) fuzz FUZZTIME=1m
 
 fmt: ## gofmt the sources
 	gofmt -w $$(git ls-files '*.go')
