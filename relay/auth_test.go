@@ -378,3 +378,44 @@ func TestRoomsPerUser(t *testing.T) {
 		t.Errorf("the hub admin is exempt: %d", code)
 	}
 }
+
+// TestControlChannelMatrix: each role on each kind of control message.
+func TestControlChannelMatrix(t *testing.T) {
+	h, tok := authHub(t)
+	type want struct{ join, lock, present string } // "" = allowed, else the error code
+	for _, tc := range []struct {
+		user string
+		want want
+	}{
+		{"anon", want{"unauthorized", "", ""}},
+		{"dave", want{"forbidden", "", ""}},
+		{"carol", want{"", "forbidden", "forbidden"}},
+		{"bob", want{"", "", ""}},
+		{"alice", want{"", "", ""}},
+		{"root", want{"", "", ""}},
+	} {
+		c := dialAs(t, h, tc.user, tok[tc.user])
+		check := func(what, code string, m *wire.Msg, ok string) *wire.Msg {
+			t.Helper()
+			r := c.Request(m)
+			if code == "" && r.T != ok || code != "" && (r.T != wire.MsgError || r.Code != code) {
+				t.Errorf("%s as %s: %s %s %s, want %q", what, tc.user, r.T, r.Code, r.Message, code)
+			}
+			return r
+		}
+		check("join lab", tc.want.join, &wire.Msg{T: wire.MsgJoin, Room: "lab"}, wire.MsgJoined)
+		if tc.want.join != "" {
+			// Not a member: room messages are refused before any role check.
+			check("lock lab", "precondition_failed", &wire.Msg{T: wire.MsgLock, Room: "lab", Target: "trajectory"}, "")
+			c.Close()
+			continue
+		}
+		if g := check("lock lab", tc.want.lock, &wire.Msg{T: wire.MsgLock, Room: "lab", Target: "trajectory"}, wire.MsgGranted); g.T == wire.MsgGranted {
+			check("unlock lab", "", &wire.Msg{T: wire.MsgUnlock, Room: "lab", Target: "trajectory", Token: g.Token}, wire.MsgOK)
+		}
+		if g := check("present lab", tc.want.present, &wire.Msg{T: wire.MsgPresent, Room: "lab"}, wire.MsgGranted); g.T == wire.MsgGranted {
+			check("unpresent lab", "", &wire.Msg{T: wire.MsgUnpresent, Room: "lab"}, wire.MsgOK)
+		}
+		c.Close()
+	}
+}
