@@ -15,11 +15,15 @@ APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the tests need (Debian packages, Go modules)
-	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null; then \
-		echo "installing $(APT_PACKAGES)"; \
+deps: ## install what the tests need (Debian packages, Chromium, npm packages, Go modules)
+	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null || [ ! -x /usr/bin/chromium ]; then \
+		echo "installing $(APT_PACKAGES) chromium"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) chromium >/dev/null; \
+	fi
+	@if [ ! -d web/e2e/node_modules/playwright-core ]; then \
+		echo "installing playwright-core (web/e2e)"; \
+		cd web/e2e && npm ci --silent --no-audit --no-fund; \
 	fi
 	$(GO) mod download
 
@@ -30,7 +34,7 @@ run: build ## start a hub with embedded defaults on 127.0.0.1:5000
 	./$(BIN) hub
 
 test: deps ## run all tests with the race detector
-	FRAMESYNC_REQUIRE_PYTHON=1 $(GO) test -race -count=1 ./...
+	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 $(GO) test -race -count=1 ./...
 
 vet: ## go vet
 	$(GO) vet ./...

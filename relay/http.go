@@ -58,6 +58,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/auth/me", s.api(s.handleMe))
 	mux.HandleFunc("POST /api/users", s.api(s.hubAdmin(s.handleCreateUser)))
 	mux.HandleFunc("DELETE /api/users/{user}", s.api(s.hubAdmin(s.handleDeleteUser)))
+	if s.opts.UI != nil {
+		mux.Handle("GET /{$}", s.opts.UI)
+		mux.Handle("GET /login", s.opts.UI)
+		mux.Handle("GET /ui/", s.opts.UI)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})

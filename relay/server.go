@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,6 +59,9 @@ type Options struct {
 	// Limits bound what one client may ask of the hub; zero fields take
 	// the defaults of DefaultLimits.
 	Limits Limits
+	// UI serves the browser UI at GET /, /login and /ui/ (package web);
+	// nil serves none.
+	UI http.Handler
 }
 
 // Limits bound what one client may ask of the hub. Every refusal names

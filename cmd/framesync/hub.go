@@ -16,6 +16,7 @@ import (
 
 	"framesync/blobstore"
 	"framesync/relay"
+	"framesync/web"
 
 	"github.com/spf13/cobra"
 )
@@ -156,6 +157,7 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		Logger:    log,
 		Auth:      auth,
 		Limits:    limits(cfg.Limits),
+		UI:        web.Handler(),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,21 @@
+import {api, setToken} from "/ui/app.js";
+
+const form = document.getElementById("login");
+const message = document.getElementById("message");
+
+form.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  message.textContent = "";
+  message.className = "";
+  try {
+    const res = await api("/api/auth/login", {method: "POST", body: {
+      username: document.getElementById("username").value,
+      password: document.getElementById("password").value,
+    }});
+    setToken(res.token);
+    location.href = "/";
+  } catch (e) {
+    message.className = "error";
+    message.textContent = e.status === 404 ? "This hub runs in local mode: no login is needed." : e.message;
+  }
+});
