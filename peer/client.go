@@ -102,6 +102,7 @@ func Connect(ctx context.Context, hubURL string, opts *Options) (*Client, error)
 	}
 	if c.opts.Token == "" {
 		c.opts.Token = c.rep.Token() // from Replica.Login
+		c.refresh(ctx)               // before anything else reads opts.Token
 	}
 	c.up = make(chan struct{})
 	c.down = make(chan struct{})

@@ -2,12 +2,15 @@ package peer
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"framesync/relay/wire"
 )
@@ -52,6 +55,44 @@ func (rp *Replica) Token() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// refreshBefore is how long before its expiry Connect renews a stored
+// token.
+const refreshBefore = 2 * time.Hour
+
+// tokenExpiry reads the expiry a hub token carries ("fs1.<payload>.<sig>");
+// zero if it cannot tell.
+func tokenExpiry(tok string) time.Time {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || parts[0] != "fs1" {
+		return time.Time{}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		Exp int64 `json:"exp"`
+	}
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return time.Time{}
+	}
+	return time.Unix(c.Exp, 0)
+}
+
+// refresh swaps the stored token for a fresh one when it expires soon.
+func (c *Client) refresh(ctx context.Context) {
+	exp := tokenExpiry(c.opts.Token)
+	if exp.IsZero() || time.Until(exp) > refreshBefore || c.opts.Token != c.rep.Token() {
+		return
+	}
+	var res wire.LoginResponse
+	if err := c.doJSON(ctx, "refresh token", "POST", "/api/auth/refresh", nil, &res); err != nil {
+		c.log.Warn("token refresh failed", "err", err)
+		return
+	}
+	if err := c.rep.SetToken(res.Token); err != nil {
+		c.log.Warn("keep refreshed token", "err", err)
+	}
+	c.opts.Token = res.Token
 }
 
 // Logout revokes the client's token at the hub and forgets it.

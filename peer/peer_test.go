@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -581,5 +583,33 @@ func TestStateEventsAndPresence(t *testing.T) {
 	e = next("presence", func(e peer.Event) bool { return e.Type == wire.MsgPresence })
 	if fmt.Sprint(e.Msg.Payload["cursor"]) != "7" || e.Msg.Name != "a" {
 		t.Fatalf("presence %+v", e.Msg)
+	}
+}
+
+func TestLoginAndTokenRefresh(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{Auth: &relay.AuthOptions{
+		AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"),
+		PasswordCost: 4, TokenTTL: time.Hour, // under an hour left: Connect refreshes
+	}})
+	cache := t.TempDir()
+	rp := must[*peer.Replica](t)(peer.Open(cache, h.URL))
+	if _, err := rp.Login(ctxT(t), "root", "nope"); !errors.Is(err, framesync.Unauthorized) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	must[*wire.LoginResponse](t)(rp.Login(ctxT(t), "root", "root-password"))
+	first := rp.Token()
+	if fi, err := os.Stat(filepath.Join(rp.Dir(), "token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi.Mode(), err)
+	}
+	c := connect(t, h, "root", cache, false)
+	if rp.Token() == first || rp.Token() == "" {
+		t.Fatal("the token was not refreshed")
+	}
+	if code, _ := h.Do("GET", "/api/rooms/default", nil, "Authorization", "Bearer "+first); code != 401 {
+		t.Fatalf("the old token still works: %d", code)
+	}
+	join(t, c, "default") // the client uses the new one
+	if err := c.Logout(ctxT(t)); err != nil || rp.Token() != "" {
+		t.Fatalf("logout: %v, token %q", err, rp.Token())
 	}
 }
