@@ -284,6 +284,12 @@ const readTimeout = 50 * time.Second
 // connection fails.
 func (c *Client) serve(ws *websocket.Conn) {
 	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		// Close ran between the dial and now, and saw no connection.
+		c.mu.Unlock()
+		ws.Close()
+		return
+	}
 	c.ws = ws
 	c.epoch++
 	epoch := c.epoch
