@@ -97,6 +97,9 @@ func (l *Lock) renew() {
 			return
 		case <-l.lostCh:
 			return
+		case <-l.r.c.ctx.Done():
+			l.lose(ErrClosed)
+			return
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(l.r.c.ctx, l.ttl/3)

@@ -62,6 +62,8 @@ func (p *Presenter) renew(every time.Duration) {
 		select {
 		case <-p.stop:
 			return
+		case <-p.r.c.ctx.Done():
+			return
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(p.r.c.ctx, every)
