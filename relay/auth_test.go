@@ -419,3 +419,37 @@ func TestControlChannelMatrix(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestOpenRegistration(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{Auth: &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: testSecret, PasswordCost: bcrypt.MinCost, OpenRegistration: true}})
+	var res wire.LoginResponse
+	if code := h.JSON("POST", "/api/auth/register", wire.LoginRequest{Username: "zoe", Password: "zoe-password"}, &res); code != 201 || res.Token == "" || res.User != "zoe" {
+		t.Fatalf("register: %d %+v", code, res)
+	}
+	for _, tc := range []struct {
+		req  wire.LoginRequest
+		code int
+		msg  string
+	}{
+		{wire.LoginRequest{Username: "zoe", Password: "another-password"}, 409, "exists"},
+		{wire.LoginRequest{Username: "../x", Password: "long-enough"}, 400, "username"},
+		{wire.LoginRequest{Username: "short", Password: "1234"}, 400, "password"},
+		{wire.LoginRequest{Username: "admin-wannabe", Password: "long-enough", Admin: true}, 201, ""},
+	} {
+		code, body := h.Do("POST", "/api/auth/register", tc.req)
+		if code != tc.code || !strings.Contains(string(body), tc.msg) {
+			t.Errorf("register %+v: %d %s", tc.req, code, body)
+		}
+	}
+	// Registering cannot make an administrator.
+	tok := login(t, h, "admin-wannabe", "long-enough")
+	var me map[string]any
+	h.JSON("GET", "/api/auth/me", nil, &me, bearerHdr(tok)...)
+	if me["admin"] != false {
+		t.Fatalf("a registered user is admin: %v", me)
+	}
+	// A registered user works in the default room, not in others' rooms.
+	if code, _ := h.Do("GET", "/api/rooms/default", nil, bearerHdr(res.Token)...); code != 200 {
+		t.Fatalf("default room: %d", code)
+	}
+}
