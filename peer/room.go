@@ -60,7 +60,6 @@ type Room struct {
 	changed chan struct{} // closed and replaced when the trajectory changes
 	locks   map[string]*Lock
 	info    *wire.RoomInfo // from the last joined
-	applied bool           // a remote state change arrived (for Local in events)
 }
 
 // Join joins room name: it opens the room's replica and, when connected,
@@ -106,12 +105,9 @@ func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
 			r.emit(Event{Type: EventError, Err: fmt.Errorf("state diff: %w", err)})
 			return
 		}
-		r.mu.Lock()
-		local := !r.applied
-		r.mu.Unlock()
 		r.poke()
 		if !d.Empty() {
-			r.emit(Event{Type: EventState, State: d, Local: local})
+			r.emit(Event{Type: EventState, State: d, Local: madeHere(data.state.Doc(), d.From)})
 		}
 	})
 
@@ -139,6 +135,21 @@ func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
 		}
 	}
 	return r, nil
+}
+
+// madeHere reports whether the changes of d after from were all written by
+// this replica's actor.
+func madeHere(d *crdt.Doc, from crdt.Heads) bool {
+	cs, err := d.Changes(from)
+	if err != nil || len(cs) == 0 {
+		return false
+	}
+	for _, c := range cs {
+		if c.Actor != d.ActorID() {
+			return false
+		}
+	}
+	return true
 }
 
 // session resumes a sync session from saved state, or starts one.
@@ -226,13 +237,7 @@ func (r *Room) receive(m *wire.Msg) {
 	case wire.DocTrajectory:
 		err = r.trajSess.Receive(m.Data)
 	case wire.DocState:
-		r.mu.Lock()
-		r.applied = true
-		r.mu.Unlock()
 		err = r.stateSess.Receive(m.Data)
-		r.mu.Lock()
-		r.applied = false
-		r.mu.Unlock()
 	default:
 		err = fmt.Errorf("sync message for unknown document %q", m.Doc)
 	}
