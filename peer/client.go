@@ -208,13 +208,14 @@ func (c *Client) run(first chan<- error) {
 	backoff := c.opts.MinBackoff
 	for {
 		ws, err := c.dial()
-		if first != nil {
+		if err != nil && first != nil {
 			first <- err
 			first = nil
 		}
 		if err == nil {
 			backoff = c.opts.MinBackoff
-			c.serve(ws)
+			c.serve(ws, first) // tells first once the connection is in place
+			first = nil
 		} else if c.ctx.Err() == nil {
 			c.log.Debug("connect failed", "hub", c.hub, "err", err, "retry_in", backoff)
 		}
@@ -281,13 +282,16 @@ func (c *Client) dial() (*websocket.Conn, error) {
 const readTimeout = 50 * time.Second
 
 // serve runs one connection: it rejoins the rooms and reads until the
-// connection fails.
-func (c *Client) serve(ws *websocket.Conn) {
+// connection fails. up (if not nil) hears once the connection is in place.
+func (c *Client) serve(ws *websocket.Conn, up chan<- error) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		// Close ran between the dial and now, and saw no connection.
 		c.mu.Unlock()
 		ws.Close()
+		if up != nil {
+			up <- ErrClosed
+		}
 		return
 	}
 	c.ws = ws
@@ -300,6 +304,9 @@ func (c *Client) serve(ws *websocket.Conn) {
 		rooms = append(rooms, r)
 	}
 	c.mu.Unlock()
+	if up != nil {
+		up <- nil
+	}
 	c.log.Info("connected", "hub", c.hub)
 
 	ws.SetReadDeadline(time.Now().Add(readTimeout))
