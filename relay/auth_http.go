@@ -55,28 +55,27 @@ func (s *Server) handleLoginAs(w http.ResponseWriter, user string, status int) e
 // handleRefresh swaps a valid token for a fresh one; the old one is
 // revoked.
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) error {
-	if s.auth == nil {
-		return errLocalMode
-	}
-	c, err := s.auth.verify(bearer(r))
+	c, err := s.revokeCaller(r)
 	if err != nil {
-		return err
-	}
-	if err := s.auth.revoke(c); err != nil {
 		return err
 	}
 	return s.handleLoginAs(w, c.User, http.StatusOK)
 }
 
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
+// revokeCaller revokes the token the request carries.
+func (s *Server) revokeCaller(r *http.Request) (claims, error) {
 	if s.auth == nil {
-		return errLocalMode
+		return claims{}, errLocalMode
 	}
 	c, err := s.auth.verify(bearer(r))
 	if err != nil {
-		return err
+		return claims{}, err
 	}
-	if err := s.auth.revoke(c); err != nil {
+	return c, s.auth.revoke(c)
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.revokeCaller(r); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -66,6 +66,27 @@ func (cfg *clientConfig) withClient(ctx context.Context, fn func(c *peer.Client)
 	return fn(c)
 }
 
+// withRoom connects, joins room (waiting until its replica is synced
+// when synced), runs fn and disconnects.
+func (cfg *clientConfig) withRoom(ctx context.Context, room string, synced bool, fn func(c *peer.Client, r *peer.Room) error) error {
+	if err := checkRoomFlag(room); err != nil {
+		return err
+	}
+	return cfg.withClient(ctx, func(c *peer.Client) error {
+		var r *peer.Room
+		var err error
+		if synced {
+			r, err = joinSynced(ctx, c, room)
+		} else {
+			r, err = c.Join(ctx, room)
+		}
+		if err != nil {
+			return err
+		}
+		return fn(c, r)
+	})
+}
+
 // joinSynced joins room and waits until its replica has the hub's state.
 func joinSynced(ctx context.Context, c *peer.Client, room string) (*peer.Room, error) {
 	r, err := c.Join(ctx, room)

@@ -214,16 +214,9 @@ standard output.`,
 			if err != nil {
 				return err
 			}
-			c, err := cfg.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := joinSynced(cmd.Context(), c, room)
-			if err != nil {
-				return err
-			}
-			return exportFrames(cmd.Context(), r.Range, r.Len(), start, stop, out, &cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return cfg.withRoom(cmd.Context(), room, true, func(_ *peer.Client, r *peer.Room) error {
+				return exportFrames(cmd.Context(), r.Range, r.Len(), start, stop, out, &cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			})
 		},
 	}
 	addClientFlags(c, &cfg)

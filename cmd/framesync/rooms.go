@@ -175,27 +175,20 @@ items). Disconnections are reported and the client reconnects by itself.`,
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := cfg.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := c.Join(ctx, room)
-			if err != nil {
-				return err
-			}
-			events, cancel := r.Subscribe(1024)
-			defer cancel()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s watching room %s: %d frames, generation %d\n", time.Now().Format("15:04:05.000"), room, r.Len(), r.Generation())
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case e := <-events:
-					fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05.000"), describeEvent(e))
+			return cfg.withRoom(ctx, room, false, func(_ *peer.Client, r *peer.Room) error {
+				events, cancel := r.Subscribe(1024)
+				defer cancel()
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "%s watching room %s: %d frames, generation %d\n", time.Now().Format("15:04:05.000"), room, r.Len(), r.Generation())
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case e := <-events:
+						fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05.000"), describeEvent(e))
+					}
 				}
-			}
+			})
 		},
 	}
 	addClientFlags(c, &cfg)
@@ -238,36 +231,29 @@ by someone else (naming the holder) or is lost while held.`,
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := cfg.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := joinSynced(ctx, c, room)
-			if err != nil {
-				return err
-			}
-			tgt, err := lockTarget(r, target)
-			if err != nil {
-				return err
-			}
-			l, err := r.Lock(ctx, tgt, ttl)
-			if err != nil {
-				var pe *peer.Error
-				if errors.As(err, &pe) && pe.Holder() != "" {
-					return fmt.Errorf("%w (held by %s until %s)", err, pe.Holder(), pe.Expires().Local().Format("15:04:05"))
+			return cfg.withRoom(ctx, room, true, func(_ *peer.Client, r *peer.Room) error {
+				tgt, err := lockTarget(r, target)
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "locked %s in room %s with token %d; Ctrl-C releases it\n", tgt, room, l.Token())
-			select {
-			case <-ctx.Done():
-				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				return l.Release(rctx)
-			case <-l.Lost():
-				return fmt.Errorf("lock %s lost: %w", tgt, l.Err())
-			}
+				l, err := r.Lock(ctx, tgt, ttl)
+				if err != nil {
+					var pe *peer.Error
+					if errors.As(err, &pe) && pe.Holder() != "" {
+						return fmt.Errorf("%w (held by %s until %s)", err, pe.Holder(), pe.Expires().Local().Format("15:04:05"))
+					}
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "locked %s in room %s with token %d; Ctrl-C releases it\n", tgt, room, l.Token())
+				select {
+				case <-ctx.Done():
+					rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					return l.Release(rctx)
+				case <-l.Lost():
+					return fmt.Errorf("lock %s lost: %w", tgt, l.Err())
+				}
+			})
 		},
 	}
 	addClientFlags(c, &cfg)
@@ -298,53 +284,46 @@ shared state. Exits 1 if another member presents.`,
 				return usageError{fmt.Errorf("--fps must be in (0, 240], got %v", fps)}
 			}
 			ctx := cmd.Context()
-			c, err := cfg.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := joinSynced(ctx, c, room)
-			if err != nil {
-				return err
-			}
-			n := r.Len()
-			if to < 0 || to > n {
-				to = n
-			}
-			if n == 0 || from >= to {
-				return fmt.Errorf("room %s has no frames in [%d, %d)", room, from, to)
-			}
-			p, err := r.Present(ctx)
-			if err != nil {
-				return err
-			}
-			defer func() {
-				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				p.Release(rctx)
-			}()
-			t := time.NewTicker(time.Duration(float64(time.Second) / fps))
-			defer t.Stop()
-			for step := from; ; {
-				if err := p.Show(int64(step), nil); err != nil {
+			return cfg.withRoom(ctx, room, true, func(_ *peer.Client, r *peer.Room) error {
+				n := r.Len()
+				if to < 0 || to > n {
+					to = n
+				}
+				if n == 0 || from >= to {
+					return fmt.Errorf("room %s has no frames in [%d, %d)", room, from, to)
+				}
+				p, err := r.Present(ctx)
+				if err != nil {
 					return err
 				}
-				step++
-				if step == to {
-					if !loop {
-						fmt.Fprintf(cmd.OutOrStdout(), "presented frames %d to %d\n", from, to-1)
-						return nil
+				defer func() {
+					rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					p.Release(rctx)
+				}()
+				t := time.NewTicker(time.Duration(float64(time.Second) / fps))
+				defer t.Stop()
+				for step := from; ; {
+					if err := p.Show(int64(step), nil); err != nil {
+						return err
 					}
-					step = from
+					step++
+					if step == to {
+						if !loop {
+							fmt.Fprintf(cmd.OutOrStdout(), "presented frames %d to %d\n", from, to-1)
+							return nil
+						}
+						step = from
+					}
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-p.Lost():
+						return p.Err()
+					case <-t.C:
+					}
 				}
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-p.Lost():
-					return p.Err()
-				case <-t.C:
-				}
-			}
+			})
 		},
 	}
 	addClientFlags(c, &cfg)
