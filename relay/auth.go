@@ -58,9 +58,10 @@ var roleRank = map[string]int{RoleNone: 0, RoleReader: 1, RoleWriter: 2, RoleAdm
 
 // principal is who makes a request.
 type principal struct {
-	user  string // "" = anonymous
-	admin bool   // the hub administrator (every role in every room)
-	local bool   // local mode: no access control
+	user    string // "" = anonymous
+	admin   bool   // the hub administrator (every role in every room)
+	local   bool   // local mode: no access control
+	tokenID string // the token's ID, to close connections when it is revoked
 }
 
 // auth is the hub's users and tokens.
@@ -316,7 +317,7 @@ func (s *Server) identify(r *http.Request) (principal, error) {
 	if err != nil {
 		return principal{}, err
 	}
-	return principal{user: c.User, admin: s.auth.isAdmin(c.User)}, nil
+	return principal{user: c.User, admin: s.auth.isAdmin(c.User), tokenID: c.ID}, nil
 }
 
 // who returns the principal the middleware stored in ctx.

@@ -71,7 +71,26 @@ func (s *Server) revokeCaller(r *http.Request) (claims, error) {
 	if err != nil {
 		return claims{}, err
 	}
-	return c, s.auth.revoke(c)
+	if err := s.auth.revoke(c); err != nil {
+		return claims{}, err
+	}
+	s.disconnect(func(p principal) bool { return p.tokenID == c.ID }, "token revoked")
+	return c, nil
+}
+
+// disconnect closes the control connections whose principal matches.
+func (s *Server) disconnect(match func(principal) bool, why string) {
+	s.mu.Lock()
+	var gone []*conn
+	for c := range s.conns {
+		if match(c.who) {
+			gone = append(gone, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range gone {
+		c.shutdown(why)
+	}
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
@@ -109,9 +128,11 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) error 
 	if s.auth == nil {
 		return errLocalMode
 	}
-	if err := s.auth.deleteUser(r.PathValue("user")); err != nil {
+	user := r.PathValue("user")
+	if err := s.auth.deleteUser(user); err != nil {
 		return err
 	}
+	s.disconnect(func(p principal) bool { return p.user == user }, "user deleted")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/crypto/bcrypt"
 
@@ -193,9 +194,20 @@ func TestTokens(t *testing.T) {
 	if code, _ := h.Do("GET", "/api/rooms/lab", nil, bearerHdr(res.Token)...); code != 200 {
 		t.Fatalf("new token: %d", code)
 	}
-	// Logout revokes, also across a restart.
+	// Logout revokes, also across a restart, and closes the token's
+	// connections.
+	ws := dialAs(t, h, "bob", res.Token)
+	join(t, ws, "lab")
 	if code, _ := h.Do("POST", "/api/auth/logout", nil, bearerHdr(res.Token)...); code != 204 {
 		t.Fatalf("logout: %d", code)
+	}
+	select {
+	case <-ws.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection of a revoked token stays open")
+	}
+	if ws.CloseCode() != websocket.ClosePolicyViolation {
+		t.Fatalf("close code %d", ws.CloseCode())
 	}
 	h.Restart()
 	if code, _ := h.Do("GET", "/api/rooms/lab", nil, bearerHdr(res.Token)...); code != 401 {

@@ -265,10 +265,13 @@ func (c *conn) write(o outMsg) error {
 		code, why := websocket.CloseNormalClosure, "bye"
 		if p := c.why.Load(); p != nil && *p != "" {
 			why = *p
-			if why == "too slow" {
+			switch why {
+			case "too slow":
 				code = wire.CloseTooSlow
-			} else if why == "hub shutting down" {
+			case "hub shutting down":
 				code = websocket.CloseGoingAway
+			case "token revoked", "user deleted":
+				code = websocket.ClosePolicyViolation
 			}
 		}
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, why), time.Now().Add(time.Second))
