@@ -41,6 +41,9 @@ type Options struct {
 	// Offline lets Connect succeed when the hub cannot be reached: the
 	// client works from its replica and keeps trying to connect.
 	Offline bool
+	// P2P runs a libp2p host: direct sync and blob exchange with the other
+	// members of a room (see P2POptions); nil runs none.
+	P2P *P2POptions
 }
 
 // Client is a connection to a hub: one WebSocket control channel for all
@@ -53,6 +56,7 @@ type Client struct {
 	log    *slog.Logger
 	http   *http.Client
 	rep    *Replica
+	p2p    *p2pPeer        // nil without libp2p
 	ctx    context.Context // canceled by Close
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
@@ -103,6 +107,11 @@ func Connect(ctx context.Context, hubURL string, opts *Options) (*Client, error)
 	if c.opts.Token == "" {
 		c.opts.Token = c.rep.Token() // from Replica.Login
 		c.refresh(ctx)               // before anything else reads opts.Token
+	}
+	if c.opts.P2P != nil {
+		if err := c.startP2P(*c.opts.P2P); err != nil {
+			return nil, err
+		}
 	}
 	c.up = make(chan struct{})
 	c.down = make(chan struct{})
@@ -199,6 +208,9 @@ func (c *Client) Close() error {
 	for _, r := range rooms {
 		errs = append(errs, r.close())
 	}
+	if c.p2p != nil {
+		c.p2p.close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -207,14 +219,14 @@ func (c *Client) Close() error {
 func (c *Client) run(first chan<- error) {
 	backoff := c.opts.MinBackoff
 	for {
-		ws, err := c.dial()
+		ws, nonce, err := c.dial()
 		if err != nil && first != nil {
 			first <- err
 			first = nil
 		}
 		if err == nil {
 			backoff = c.opts.MinBackoff
-			c.serve(ws, first) // tells first once the connection is in place
+			c.serve(ws, nonce, first) // tells first once the connection is in place
 			first = nil
 		} else if c.ctx.Err() == nil {
 			c.log.Debug("connect failed", "hub", c.hub, "err", err, "retry_in", backoff)
@@ -237,7 +249,7 @@ func (c *Client) run(first chan<- error) {
 }
 
 // dial opens the control channel and exchanges hello and welcome.
-func (c *Client) dial() (*websocket.Conn, error) {
+func (c *Client) dial() (*websocket.Conn, []byte, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
@@ -249,32 +261,35 @@ func (c *Client) dial() (*websocket.Conn, error) {
 	ws, resp, err := d.DialContext(ctx, wsURL, hdr)
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 {
-			return nil, httpError("connect", resp)
+			return nil, nil, httpError("connect", resp)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	ws.SetReadLimit(256 << 20)
 	b, _ := wire.Encode(&wire.Msg{T: wire.MsgHello, Client: c.rep.ClientID(), Name: c.opts.Name})
 	ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
 		ws.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, b, err = ws.ReadMessage()
 	if err != nil {
 		ws.Close()
-		return nil, fmt.Errorf("no welcome: %w", err)
+		return nil, nil, fmt.Errorf("no welcome: %w", err)
 	}
 	m, err := wire.Decode(b)
 	if err != nil || m.T != wire.MsgWelcome {
 		ws.Close()
-		return nil, fmt.Errorf("no welcome from the hub (got %q, %v)", m.T, err)
+		return nil, nil, fmt.Errorf("no welcome from the hub (got %q, %v)", m.T, err)
 	}
 	c.mu.Lock()
 	c.hubID = m.Hub
 	c.mu.Unlock()
-	return ws, nil
+	if c.p2p != nil {
+		c.p2p.welcomed(m)
+	}
+	return ws, m.Data, nil
 }
 
 // readTimeout is how long the client waits for anything from the hub,
@@ -283,7 +298,7 @@ const readTimeout = 50 * time.Second
 
 // serve runs one connection: it rejoins the rooms and reads until the
 // connection fails. up (if not nil) hears once the connection is in place.
-func (c *Client) serve(ws *websocket.Conn, up chan<- error) {
+func (c *Client) serve(ws *websocket.Conn, nonce []byte, up chan<- error) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		// Close ran between the dial and now, and saw no connection.
@@ -315,16 +330,21 @@ func (c *Client) serve(ws *websocket.Conn, up chan<- error) {
 		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
 	})
 	var wg sync.WaitGroup
-	for _, r := range rooms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if c.p2p != nil {
+			if err := c.p2p.bind(c.ctx, nonce); err != nil {
+				c.log.Warn("libp2p", "err", err)
+			}
+		}
+		for _, r := range rooms {
 			if err := r.join(c.ctx, epoch); err != nil {
 				c.log.Warn("rejoin failed", "room", r.name, "err", err)
 				r.emit(Event{Type: EventError, Err: fmt.Errorf("rejoin: %w", err)})
 			}
-		}()
-	}
+		}
+	}()
 	for {
 		_, b, err := ws.ReadMessage()
 		if err != nil {
@@ -351,13 +371,13 @@ func (c *Client) serve(ws *websocket.Conn, up chan<- error) {
 		close(ch)
 		delete(c.pending, id)
 	}
-	rooms = rooms[:0]
+	joined := make([]*Room, 0, len(c.rooms))
 	for _, r := range c.rooms {
-		rooms = append(rooms, r)
+		joined = append(joined, r)
 	}
 	c.mu.Unlock()
 	wg.Wait()
-	for _, r := range rooms {
+	for _, r := range joined {
 		r.disconnected()
 	}
 }
@@ -386,6 +406,13 @@ func (c *Client) dispatch(m *wire.Msg) {
 	if r != nil {
 		r.handle(m)
 	}
+}
+
+// room returns the joined room name, or nil.
+func (c *Client) room(name string) *Room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[name]
 }
 
 // send writes one message on the current connection.

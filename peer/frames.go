@@ -116,6 +116,32 @@ func (r *Room) reader() *frameReader {
 			fetchFields: r.fetchFields,
 			fetchBlob:   r.c.fetchBlob,
 		}
+		if p := r.c.p2p; p != nil {
+			// The hub's HTTP first; the room's members when it fails.
+			r.fr.fetchFields = func(ctx context.Context, e crdt.Entry, m framesync.Manifest, names []string) error {
+				err := r.fetchFields(ctx, e, m, names)
+				if err == nil {
+					return nil
+				}
+				for _, name := range names {
+					if _, perr := p.fetchBlob(ctx, r, m[name]); perr != nil {
+						return errors.Join(err, perr)
+					}
+				}
+				return nil
+			}
+			r.fr.fetchBlob = func(ctx context.Context, h framesync.Hash) ([]byte, error) {
+				b, err := r.c.fetchBlob(ctx, h)
+				if err == nil {
+					return b, nil
+				}
+				b, perr := p.fetchBlob(ctx, r, h)
+				if perr != nil {
+					return nil, errors.Join(err, perr)
+				}
+				return b, nil
+			}
+		}
 	})
 	return r.fr
 }

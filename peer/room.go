@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
 	"framesync/crdt"
 	"framesync/relay/wire"
 )
@@ -54,7 +56,9 @@ type Room struct {
 	readerOnce sync.Once
 	fr         *frameReader
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex             // guards the fields below
+	peers   map[lpeer.ID]bool      // libp2p peers of the other members, from the hub's directory
+	syncs   map[*peerSync]struct{} // open sync streams with members
 	subs    map[chan Event]struct{}
 	dropped int64         // events dropped on full subscriber channels
 	changed chan struct{} // closed and replaced when the trajectory changes
@@ -87,6 +91,7 @@ func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
 		c: c, name: name, data: data,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		subs: map[chan Event]struct{}{}, changed: make(chan struct{}), locks: map[string]*Lock{},
+		peers: map[lpeer.ID]bool{}, syncs: map[*peerSync]struct{}{},
 	}
 	r.trajSess = r.session(data.traj.Doc(), data.trajSync)
 	r.stateSess = r.session(data.state.Doc(), data.stateSync)
@@ -170,6 +175,13 @@ func (r *Room) Client() *Client { return r.c }
 
 // join joins the room on connection epoch and starts syncing.
 func (r *Room) join(ctx context.Context, epoch uint64) error {
+	if p := r.c.p2p; p != nil {
+		// Bind the libp2p peer first, so the members told of this join
+		// find it in the hub's directory.
+		if err := p.waitBound(ctx); err != nil {
+			return err
+		}
+	}
 	m, err := r.c.request(ctx, &wire.Msg{T: wire.MsgJoin, Room: r.name})
 	if err != nil {
 		return err
@@ -186,6 +198,9 @@ func (r *Room) join(ctx context.Context, epoch uint64) error {
 	r.smu.Unlock()
 	r.flush()
 	r.emit(Event{Type: EventJoined, Msg: m})
+	if p := r.c.p2p; p != nil {
+		go p.joined(r.c.ctx, r)
+	}
 	return nil
 }
 
@@ -225,6 +240,10 @@ func (r *Room) handle(m *wire.Msg) {
 		r.mu.Lock()
 		r.info = m.Info
 		r.mu.Unlock()
+	case wire.MsgMember:
+		if p := r.c.p2p; p != nil && m.State == "joined" {
+			go p.refresh(r.c.ctx, r) // a new member: learn its peer
+		}
 	}
 	r.emit(Event{Type: m.T, Msg: m})
 }
@@ -275,12 +294,60 @@ func (r *Room) flush() {
 	}
 }
 
-// poke wakes the room's loop: something may need sending and saving.
+// poke wakes the room's loop (something may need sending and saving) and
+// its peer sync streams.
 func (r *Room) poke() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
+	r.mu.Lock()
+	for s := range r.syncs {
+		s.poke()
+	}
+	r.mu.Unlock()
+}
+
+// setPeers replaces the room's known member peers.
+func (r *Room) setPeers(ps map[lpeer.ID]bool) {
+	r.mu.Lock()
+	r.peers = ps
+	r.mu.Unlock()
+}
+
+func (r *Room) hasPeer(p lpeer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peers[p]
+}
+
+func (r *Room) peerList() []lpeer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]lpeer.ID, 0, len(r.peers))
+	for p := range r.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (r *Room) addSync(s *peerSync) {
+	r.mu.Lock()
+	r.syncs[s] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *Room) removeSync(s *peerSync) {
+	r.mu.Lock()
+	delete(r.syncs, s)
+	r.mu.Unlock()
+}
+
+// Peers returns how many members the room syncs with directly (libp2p).
+func (r *Room) Peers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.syncs)
 }
 
 // saveDelay gathers changes before the replica is written.

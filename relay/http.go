@@ -167,7 +167,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return err
 	}
 	if isMsgpackBody(r) {
-		err = msgpack.Unmarshal(b, v)
+		if err = wire.CheckMsgpack(b); err == nil {
+			err = msgpack.Unmarshal(b, v)
+		}
 	} else {
 		dec := json.NewDecoder(strings.NewReader(string(b)))
 		dec.DisallowUnknownFields()

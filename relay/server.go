@@ -62,6 +62,9 @@ type Options struct {
 	// UI serves the browser UI at GET /, /login and /ui/ (package web);
 	// nil serves none.
 	UI http.Handler
+	// P2P starts a libp2p host: room directory and circuit relay for
+	// members; nil runs none.
+	P2P *P2POptions
 }
 
 // Limits bound what one client may ask of the hub. Every refusal names
@@ -139,6 +142,7 @@ type Server struct {
 	blobCache  *lru[framesync.Hash, []byte] // verified blob bytes, for warm reads
 	auth       *auth                        // nil in local mode
 	rate       *rateLimiter
+	p2p        *p2pHub // nil without a libp2p host
 
 	mu        sync.Mutex // guards the fields below; taken before room.mu, never after
 	rooms     map[string]*room
@@ -263,6 +267,12 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if opts.P2P != nil {
+		if err := s.startP2P(*opts.P2P); err != nil {
+			s.closeLeases()
+			return nil, err
+		}
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -338,6 +348,9 @@ func (s *Server) Close() error {
 		<-c.done
 	}
 	s.cancel(errors.New("hub closed"))
+	if s.p2p != nil {
+		s.p2p.close()
+	}
 	s.closeLeases()
 	s.wg.Wait()
 	var errs []error

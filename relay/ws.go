@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"framesync"
 	"framesync/crdt"
@@ -47,6 +48,7 @@ type conn struct {
 	name   string
 	who    principal // from the upgrade request's token
 	addr   string    // remote host, for the per-address limit
+	nonce  []byte    // sent in welcome; a libp2p peer binding signs it
 
 	out    sendQueue     // to the writer
 	wdone  chan struct{} // closed when the writer has stopped for good
@@ -57,8 +59,9 @@ type conn struct {
 	pinger atomic.Pointer[time.Timer] // keepalive
 	joined bool                       // hello done and counted in srv.holders; guarded by srv.mu
 
-	mu    sync.Mutex // guards rooms
+	mu    sync.Mutex // guards rooms and peer
 	rooms map[*room]*member
+	peer  peer.ID // the client's libp2p peer, once bound
 }
 
 // member is a connection's membership of a room: its sync sessions.
@@ -143,7 +146,11 @@ func (c *conn) serve() {
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	c.pinger.Store(time.AfterFunc(pingInterval, c.ping))
-	c.reply(&wire.Msg{T: wire.MsgWelcome, Hub: s.hubID, Client: c.client, Version: wire.ProtocolVersion})
+	welcome := &wire.Msg{T: wire.MsgWelcome, Hub: s.hubID, Client: c.client, Version: wire.ProtocolVersion}
+	if s.p2p != nil {
+		c.nonce = s.p2p.welcome(welcome)
+	}
+	c.reply(welcome)
 	c.readLoop()
 	c.stop()
 }
@@ -524,6 +531,16 @@ func (c *conn) handle(m *wire.Msg) {
 	case wire.MsgPresence:
 		out := &wire.Msg{T: wire.MsgPresence, Room: m.Room, Client: c.client, Name: c.name, Payload: m.Payload, Sent: m.Sent}
 		s.broadcast(mb.room, out, c)
+	case wire.MsgP2P:
+		if s.p2p == nil {
+			c.replyErr(m.ID, &framesync.Error{Kind: framesync.NotFound, Op: "p2p", Msg: "this hub runs no libp2p host"})
+			return
+		}
+		if err := s.p2p.bind(c, m.Peer, m.Sig); err != nil {
+			c.replyErr(m.ID, err)
+			return
+		}
+		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID})
 	case wire.MsgHello:
 		c.replyErr(m.ID, badInput("hello", "", "hello was already received"))
 	default:
@@ -628,6 +645,9 @@ func (c *conn) leaveRoom(r *room) {
 // this was the client's last connection, releases its leases.
 func (c *conn) cleanup() {
 	s := c.srv
+	if s.p2p != nil {
+		s.p2p.unbind(c)
+	}
 	c.mu.Lock()
 	rooms := make([]*room, 0, len(c.rooms))
 	for r := range c.rooms {

@@ -215,6 +215,9 @@ type Msg struct {
 	Info    *RoomInfo      `msgpack:"info,omitempty"`
 	Payload map[string]any `msgpack:"payload,omitempty"` // presence data, presenter camera, error details
 	Sent    int64          `msgpack:"sent,omitempty"`    // unix nanoseconds, set by a sender that measures latency
+	Peer    string         `msgpack:"peer,omitempty"`    // a libp2p peer ID (welcome: the hub's; p2p: the client's)
+	Addrs   []string       `msgpack:"addrs,omitempty"`   // libp2p multiaddrs (welcome: the hub's)
+	Sig     []byte         `msgpack:"sig,omitempty"`     // p2p: signature proving the client holds Peer's key
 }
 
 // ProtocolVersion is the control channel protocol version sent in welcome.
@@ -239,6 +242,7 @@ const (
 	MsgUnpresent = "unpresent" // room → ok
 	MsgFrame     = "frame"     // room, step, frame (presenter only; also hub → client)
 	MsgPresence  = "presence"  // room, data (ephemeral; also hub → client)
+	MsgP2P       = "p2p"       // peer, sig → ok: binds the client's libp2p peer to this connection
 
 	// hub → client
 	MsgWelcome      = "welcome"       // hub, client, version
@@ -288,11 +292,48 @@ const (
 	CloseBadHello = 4002 // the first message was not a valid hello
 )
 
+// P2PProof is what a client signs with its libp2p key to bind its peer ID
+// to a control connection: the hub's ID and the nonce of the welcome.
+func P2PProof(hubID string, nonce []byte) []byte {
+	return append([]byte("framesync-p2p-bind:"+hubID+":"), nonce...)
+}
+
+// libp2p protocol IDs of the hub and of peers.
+const (
+	ProtocolDirectory = "/framesync/dir/1.0.0"  // peer → hub: the members of a room
+	ProtocolSync      = "/framesync/sync/1.0.0" // peer ↔ peer: Automerge sync of a room's documents
+	ProtocolBlob      = "/framesync/blob/1.0.0" // peer → peer: a blob by hash
+)
+
+// DirRequest asks the hub's directory for the members of Room.
+type DirRequest struct {
+	Room string `msgpack:"room"`
+}
+
+// DirMember is one member of a room in a directory answer.
+type DirMember struct {
+	Client string   `msgpack:"client"`
+	Peer   string   `msgpack:"peer"`
+	Record []byte   `msgpack:"record,omitempty"` // signed peer record envelope (addresses, signed by the peer)
+	Addrs  []string `msgpack:"addrs,omitempty"`  // addresses the hub saw (unsigned)
+}
+
+// DirAnswer is the directory's answer: the members with a bound peer and
+// the hub's circuit address to reach them through its relay.
+type DirAnswer struct {
+	Error   string      `msgpack:"error,omitempty"`
+	Circuit []string    `msgpack:"circuit,omitempty"` // <hub addr>/p2p/<hub>/p2p-circuit
+	Members []DirMember `msgpack:"members"`
+}
+
 // Encode returns m as one control channel message.
 func Encode(m *Msg) ([]byte, error) { return msgpack.Marshal(m) }
 
 // Decode parses one control channel message.
 func Decode(b []byte) (*Msg, error) {
+	if err := CheckMsgpack(b); err != nil {
+		return nil, err
+	}
 	var m Msg
 	if err := msgpack.Unmarshal(b, &m); err != nil {
 		return nil, err

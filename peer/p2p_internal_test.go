@@ -1,0 +1,123 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"framesync"
+	"framesync/relay"
+	"framesync/relay/relaytest"
+)
+
+func p2pClient(t *testing.T, h *relaytest.Hub, listen bool) *Client {
+	t.Helper()
+	opts := &P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+	if !listen {
+		opts = &P2POptions{NoListen: true}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, h.URL, &Options{Cache: t.TempDir(), P2P: opts, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func joinRoom(t *testing.T, c *Client, name string) *Room {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := c.Join(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestRelayAndOutsiders: a member that cannot be dialled is reached
+// through the hub's relay (a 32 MB blob passes intact); a peer that is not
+// in the room gets neither its directory, nor a relay circuit to its
+// members, nor their blobs.
+func TestRelayAndOutsiders(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{P2P: &relay.P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}, MaxUpload: 64 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Neither member listens: they can only meet through the hub's relay.
+	a := joinRoom(t, p2pClient(t, h, false), "default")
+	hidden := p2pClient(t, h, false)
+	c := joinRoom(t, hidden, "default")
+	waitFor(t, "a sync stream through the relay", func() bool { return a.Peers() == 1 && c.Peers() == 1 })
+
+	// A 32 MB blob only the hidden member has, fetched by A through the relay.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20)
+	h32 := framesync.Sum(big)
+	if _, err := hidden.rep.blobs.Put(ctx, bytes.NewReader(big), h32); err != nil {
+		t.Fatal(err)
+	}
+	hid := hidden.p2p.host.ID()
+	got, err := a.c.p2p.fetchFrom(ctx, hid, "default", h32)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("32 MB through the relay: %d bytes, %v", len(got), err)
+	}
+	conns := a.c.p2p.host.Network().ConnsToPeer(hid)
+	for _, conn := range conns {
+		if !isCircuit(conn.RemoteMultiaddr().String()) {
+			t.Fatalf("a direct connection between peers without addresses: %s", conn.RemoteMultiaddr())
+		}
+	}
+	if len(conns) == 0 {
+		t.Fatal("no connection between the members")
+	}
+	// State edits travel the same way.
+	if err := a.State().SetStep(3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the step through the relay", func() bool { s, _ := c.State().Step(); return s == 3 })
+
+	// An outsider: bound to the hub, member of another room only.
+	h.JSON("POST", "/api/rooms", map[string]string{"name": "other"}, nil)
+	out := p2pClient(t, h, true)
+	joinRoom(t, out, "other")
+	p := out.p2p
+	hubID := p.hub.ID
+	if _, err := p.directory(ctx, hubID, "default"); !errors.Is(err, framesync.Forbidden) {
+		t.Fatalf("outsider's directory of default: %v", err)
+	}
+	// A listening member refuses the outsider's blob requests.
+	l := joinRoom(t, p2pClient(t, h, true), "default")
+	p.host.Peerstore().AddAddrs(l.c.p2p.host.ID(), l.c.p2p.host.Addrs(), time.Hour)
+	if _, err := l.c.rep.blobs.Put(ctx, bytes.NewReader(big), h32); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.fetchFrom(ctx, l.c.p2p.host.ID(), "default", h32); !errors.Is(err, framesync.Forbidden) {
+		t.Fatalf("outsider fetching a member's blob: %v", err)
+	}
+	// And the relay refuses a circuit to a hidden member.
+	circuit := a.c.p2p.host.Peerstore().Addrs(hid)
+	p.host.Peerstore().AddAddrs(hid, circuit, time.Hour)
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	if err := p.host.Connect(cctx, lpeer.AddrInfo{ID: hid}); err == nil {
+		t.Fatal("the relay connected an outsider to a member")
+	}
+}
+
+func isCircuit(addr string) bool { return bytes.Contains([]byte(addr), []byte("p2p-circuit")) }
