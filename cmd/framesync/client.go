@@ -25,6 +25,7 @@ type clientConfig struct {
 	Cache string
 	Name  string
 	Quiet bool
+	P2P   bool
 }
 
 // addClientFlags adds the client flags of DESIGN §11 to c.
@@ -34,6 +35,7 @@ func addClientFlags(c *cobra.Command, cfg *clientConfig) {
 	f.StringVar(&cfg.Cache, "cache", envOr("FRAMESYNC_CACHE", ""), "directory of the local replica; empty = the user cache directory (env FRAMESYNC_CACHE)")
 	f.StringVar(&cfg.Name, "name", envOr("FRAMESYNC_NAME", defaultName()), "name shown to the other members of a room (env FRAMESYNC_NAME)")
 	f.BoolVarP(&cfg.Quiet, "quiet", "q", false, "no progress output")
+	f.BoolVar(&cfg.P2P, "p2p", envOr("FRAMESYNC_P2P", "") == "1", "also sync with the room's other members over libp2p, directly or through the hub's relay (env FRAMESYNC_P2P=1)")
 }
 
 func defaultName() string {
@@ -49,7 +51,11 @@ func defaultName() string {
 func (cfg *clientConfig) connect(ctx context.Context) (*peer.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := peer.Connect(cctx, cfg.Hub, &peer.Options{Name: cfg.Name, Cache: cfg.Cache})
+	opts := &peer.Options{Name: cfg.Name, Cache: cfg.Cache}
+	if cfg.P2P {
+		opts.P2P = &peer.P2POptions{}
+	}
+	c, err := peer.Connect(cctx, cfg.Hub, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is a hub running? start one with 'framesync hub', or give --hub)", err)
 	}

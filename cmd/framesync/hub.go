@@ -31,6 +31,9 @@ type hubConfig struct {
 	LogLevel    string
 	LogFormat   string
 	Limits      relay.Limits
+	// P2PListen are the libp2p listen addresses, comma-separated; "off"
+	// (or empty) runs no libp2p host.
+	P2PListen string
 	// Access control: all three set, or none (local mode).
 	AdminUser, AdminPassword, Secret string
 	OpenRegistration                 bool
@@ -108,6 +111,7 @@ roles; see docs/security.md.`,
 	f.IntVar(&cfg.Limits.ConnsPerAddr, "max-conns-per-addr", envInt("FRAMESYNC_MAX_CONNS_PER_ADDR", d.ConnsPerAddr), "WebSocket connections from one address (env FRAMESYNC_MAX_CONNS_PER_ADDR)")
 	f.Float64Var(&cfg.Limits.RequestsPerSecond, "rate", float64(envInt("FRAMESYNC_RATE", int(d.RequestsPerSecond))), "HTTP requests per second per user (or address, without a token) (env FRAMESYNC_RATE)")
 	f.IntVar(&cfg.Limits.Burst, "burst", envInt("FRAMESYNC_BURST", d.Burst), "requests allowed at once above --rate (env FRAMESYNC_BURST)")
+	f.StringVar(&cfg.P2PListen, "p2p-listen", envOr("FRAMESYNC_P2P_LISTEN", "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/udp/4001/quic-v1"), "libp2p listen addresses for the room directory and relay, comma-separated; off for none (env FRAMESYNC_P2P_LISTEN)")
 	f.BoolVar(&cfg.OpenRegistration, "open-registration", envOr("FRAMESYNC_OPEN_REGISTRATION", "") == "1", "with access control, let anyone create an account (env FRAMESYNC_OPEN_REGISTRATION=1)")
 	// Secrets come from the environment only, never from flags (which
 	// other users of the machine can see in the process list).
@@ -158,6 +162,7 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		Auth:      auth,
 		Limits:    limits(cfg.Limits),
 		UI:        web.Handler(),
+		P2P:       p2pOptions(cfg.P2PListen),
 	})
 	if err != nil {
 		return err
@@ -214,4 +219,18 @@ func envInt64(key string, def int64) int64 {
 		return n
 	}
 	return def
+}
+
+// p2pOptions turns --p2p-listen into the hub's libp2p options.
+func p2pOptions(listen string) *relay.P2POptions {
+	if listen == "" || listen == "off" {
+		return nil
+	}
+	var addrs []string
+	for _, a := range strings.Split(listen, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return &relay.P2POptions{Listen: addrs}
 }
