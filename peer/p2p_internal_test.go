@@ -121,3 +121,37 @@ func TestRelayAndOutsiders(t *testing.T) {
 }
 
 func isCircuit(addr string) bool { return bytes.Contains([]byte(addr), []byte("p2p-circuit")) }
+
+// TestRelayWhileHubHTTPDown: two members that can only meet through the
+// hub's relay keep syncing while the hub's HTTP and WebSocket are down,
+// even over a new circuit, and the hub gets everything back.
+func TestRelayWhileHubHTTPDown(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{P2P: &relay.P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	a := joinRoom(t, p2pClient(t, h, false), "default")
+	b := joinRoom(t, p2pClient(t, h, false), "default")
+	waitFor(t, "a relayed sync stream", func() bool { return a.Peers() == 1 && b.Peers() == 1 })
+
+	h.StopHTTP()
+	waitFor(t, "both to notice", func() bool { return !a.c.Connected() && !b.c.Connected() })
+	if err := a.State().SetStep(7); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the step over the open circuit", func() bool { s, _ := b.State().Step(); return s == 7 })
+
+	// Break the circuit: the members dial again through the relay, which
+	// still knows them.
+	a.c.p2p.host.Network().ClosePeer(b.c.p2p.host.ID())
+	waitFor(t, "a new relayed stream", func() bool { return a.Peers() == 1 && b.Peers() == 1 })
+	if err := b.State().SetSelection([]int64{4}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the selection over a new circuit", func() bool { s, _ := a.State().Selection(); return len(s) == 1 && s[0] == 4 })
+
+	h.ResumeHTTP()
+	c := joinRoom(t, p2pClient(t, h, true), "default")
+	waitFor(t, "the hub to get the edits", func() bool {
+		s, _ := c.State().Step()
+		sel, _ := c.State().Selection()
+		return s == 7 && len(sel) == 1
+	})
+}

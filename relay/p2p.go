@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -43,8 +44,8 @@ type p2pHub struct {
 	done  chan struct{}
 
 	mu      sync.Mutex
-	bound   map[peer.ID]*conn  // peer -> the control connection that proved it holds the key
-	records map[peer.ID][]byte // signed peer records from identify
+	bound   map[peer.ID]*binding // peer -> who proved to hold its key, and their rooms
+	records map[peer.ID][]byte   // signed peer records from identify
 	addrs   map[peer.ID][]ma.Multiaddr
 }
 
@@ -89,7 +90,7 @@ func (s *Server) startP2P(opts P2POptions) error {
 	if err != nil {
 		return fmt.Errorf("relay: libp2p host: %w", err)
 	}
-	p := &p2pHub{s: s, host: h, done: make(chan struct{}), bound: map[peer.ID]*conn{}, records: map[peer.ID][]byte{}, addrs: map[peer.ID][]ma.Multiaddr{}}
+	p := &p2pHub{s: s, host: h, done: make(chan struct{}), bound: map[peer.ID]*binding{}, records: map[peer.ID][]byte{}, addrs: map[peer.ID][]ma.Multiaddr{}}
 	res := relay.DefaultResources()
 	res.Limit = nil // our own relay: no per-circuit time or data limit
 	res.BufferSize = relayBuffer
@@ -152,6 +153,22 @@ func (p *p2pHub) welcome(m *wire.Msg) []byte {
 	return nonce
 }
 
+// binding ties a libp2p peer to a member: the control connection that
+// proved it holds the peer's key, and after that connection ends, what it
+// was (its principal and rooms) for bindingGrace, so members keep using
+// the directory and the relay while the hub's WebSocket is unreachable.
+type binding struct {
+	client  string
+	who     principal
+	conn    *conn          // nil once the connection ended
+	rooms   map[*room]bool // the rooms when the connection ended
+	expires time.Time      // when conn is nil: the end of the grace
+}
+
+// bindingGrace is how long a peer keeps its rooms after its control
+// connection ends.
+const bindingGrace = time.Hour
+
 // bind checks a client's proof that it holds the key of peer id and ties
 // the peer to connection c.
 func (p *p2pHub) bind(c *conn, id string, sig []byte) error {
@@ -169,7 +186,7 @@ func (p *p2pHub) bind(c *conn, id string, sig []byte) error {
 		return &framesync.Error{Kind: framesync.Forbidden, Op: op, Msg: "the signature does not prove the peer's key"}
 	}
 	p.mu.Lock()
-	p.bound[pid] = c
+	p.bound[pid] = &binding{client: c.client, who: c.who, conn: c}
 	p.mu.Unlock()
 	c.mu.Lock()
 	c.peer = pid
@@ -177,7 +194,7 @@ func (p *p2pHub) bind(c *conn, id string, sig []byte) error {
 	return nil
 }
 
-// unbind forgets c's peer.
+// unbind starts the grace of c's peer: it keeps the rooms c was in.
 func (p *p2pHub) unbind(c *conn) {
 	c.mu.Lock()
 	pid := c.peer
@@ -186,28 +203,53 @@ func (p *p2pHub) unbind(c *conn) {
 		return
 	}
 	p.mu.Lock()
-	if p.bound[pid] == c {
-		delete(p.bound, pid)
+	defer p.mu.Unlock()
+	b := p.bound[pid]
+	if b == nil || b.conn != c {
+		return
 	}
-	p.mu.Unlock()
+	b.rooms = c.roomSet()
+	b.conn = nil
+	b.expires = time.Now().Add(bindingGrace)
 }
 
-// rooms returns the rooms the connection bound to pid may read.
-func (p *p2pHub) rooms(pid peer.ID) map[*room]bool {
-	p.mu.Lock()
-	c := p.bound[pid]
-	p.mu.Unlock()
-	if c == nil {
-		return nil
-	}
-	out := map[*room]bool{}
+// roomSet returns the rooms the connection is in.
+func (c *conn) roomSet() map[*room]bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[*room]bool, len(c.rooms))
 	for r := range c.rooms {
 		out[r] = true
 	}
-	c.mu.Unlock()
+	return out
+}
+
+// rooms returns the rooms the member bound to pid may read now.
+func (p *p2pHub) rooms(pid peer.ID) map[*room]bool {
+	p.mu.Lock()
+	b := p.bound[pid]
+	var out map[*room]bool
+	var who principal
+	if b != nil {
+		who = b.who
+		switch {
+		case b.conn != nil:
+		case time.Now().Before(b.expires):
+			out = maps.Clone(b.rooms)
+		default:
+			delete(p.bound, pid)
+			b = nil
+		}
+	}
+	p.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	if out == nil {
+		out = b.conn.roomSet()
+	}
 	for r := range out {
-		if roleRank[p.s.roleIn(c.who, r)] < roleRank[RoleReader] {
+		if r.isDeleted() || roleRank[p.s.roleIn(who, r)] < roleRank[RoleReader] {
 			delete(out, r)
 		}
 	}
@@ -262,17 +304,25 @@ func (p *p2pHub) directory(from peer.ID, name string) *wire.DirAnswer {
 	for _, a := range p.host.Addrs() {
 		ans.Circuit = append(ans.Circuit, a.Encapsulate(ma.StringCast("/p2p/"+p.host.ID().String()+"/p2p-circuit")).String())
 	}
-	seen := map[peer.ID]bool{}
-	for _, c := range r.memberConns() {
-		c.mu.Lock()
-		pid := c.peer
-		c.mu.Unlock()
-		if pid == "" || pid == from || seen[pid] {
+	p.mu.Lock()
+	peers := make([]peer.ID, 0, len(p.bound))
+	for pid := range p.bound {
+		if pid != from {
+			peers = append(peers, pid)
+		}
+	}
+	p.mu.Unlock()
+	for _, pid := range peers {
+		if !p.rooms(pid)[r] {
 			continue
 		}
-		seen[pid] = true
 		p.mu.Lock()
-		m := wire.DirMember{Client: c.client, Peer: pid.String(), Record: p.records[pid]}
+		b := p.bound[pid]
+		if b == nil {
+			p.mu.Unlock()
+			continue
+		}
+		m := wire.DirMember{Client: b.client, Peer: pid.String(), Record: p.records[pid]}
 		for _, a := range p.addrs[pid] {
 			m.Addrs = append(m.Addrs, a.String())
 		}

@@ -305,3 +305,10 @@ func (r *room) info() (*wire.RoomInfo, error) {
 	}
 	return info, nil
 }
+
+// isDeleted reports whether the room was deleted.
+func (r *room) isDeleted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deleted
+}

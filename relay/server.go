@@ -327,6 +327,25 @@ func (s *Server) saveHubFile(hf hubFile) error {
 	return writeFileAtomic(filepath.Join(s.dir, "hub.json"), b, s.opts.NoSync)
 }
 
+// DropClients closes every control connection (close code 1001); the hub
+// keeps running and clients may connect again. With an HTTP server that
+// stops accepting, it takes the hub off the network while its libp2p host
+// (directory and relay) stays up.
+func (s *Server) DropClients() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown("hub shutting down")
+	}
+	for _, c := range conns {
+		<-c.done
+	}
+}
+
 // Close stops the hub: it closes every control connection, waits for the
 // background work, saves every room document and the hub generation.
 func (s *Server) Close() error {

@@ -107,17 +107,20 @@ func (h *Hub) start() {
 // Stop shuts the hub down: open connections are closed and room documents
 // saved. Stopping a stopped hub does nothing.
 func (h *Hub) Stop() {
-	if h.http == nil {
+	if h.Server == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := h.Server.Close(); err != nil {
 		h.tb.Errorf("close hub: %v", err)
 	}
-	h.http.Shutdown(ctx)
-	<-h.done
-	h.http = nil
+	if h.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h.http.Shutdown(ctx)
+		<-h.done
+		h.http = nil
+	}
+	h.Server = nil
 }
 
 // Restart stops the hub and starts a new one on the same data directory
@@ -128,10 +131,40 @@ func (h *Hub) Restart() {
 	h.start()
 }
 
+// StopHTTP takes the hub's HTTP and WebSocket off the network (the
+// listener closes, control connections are dropped) while the hub and its
+// libp2p host keep running; ResumeHTTP serves again on the same address.
+func (h *Hub) StopHTTP() {
+	h.tb.Helper()
+	if h.http == nil {
+		return
+	}
+	h.http.Close()
+	<-h.done
+	h.http = nil
+	h.Server.DropClients()
+}
+
+// ResumeHTTP serves the running hub again after StopHTTP.
+func (h *Hub) ResumeHTTP() {
+	h.tb.Helper()
+	ln, err := net.Listen("tcp", h.ln.Addr().String())
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	h.ln = ln
+	h.http = &http.Server{Handler: h.Server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h.done = make(chan struct{})
+	go func() {
+		defer close(h.done)
+		h.http.Serve(ln)
+	}()
+}
+
 // Resume starts a stopped hub again, as Restart does.
 func (h *Hub) Resume() {
 	h.tb.Helper()
-	if h.http != nil {
+	if h.Server != nil {
 		h.tb.Fatal("relaytest: Resume of a running hub")
 	}
 	h.start()
