@@ -225,8 +225,8 @@ func (p *p2pPeer) refresh(ctx context.Context, r *Room) {
 }
 
 // updatePeers asks the hub's directory for the room's members and keeps
-// their addresses; nil when the hub cannot tell.
-func (p *p2pPeer) updatePeers(ctx context.Context, r *Room) map[lpeer.ID]bool {
+// their addresses and roles; nil when the hub cannot tell.
+func (p *p2pPeer) updatePeers(ctx context.Context, r *Room) map[lpeer.ID]string {
 	p.mu.Lock()
 	hub := p.hub
 	p.mu.Unlock()
@@ -238,13 +238,13 @@ func (p *p2pPeer) updatePeers(ctx context.Context, r *Room) map[lpeer.ID]bool {
 		p.c.log.Debug("directory", "room", r.name, "err", err)
 		return nil
 	}
-	members := map[lpeer.ID]bool{}
+	members := map[lpeer.ID]string{}
 	for _, m := range ans.Members {
 		pid, err := lpeer.Decode(m.Peer)
 		if err != nil || pid == p.host.ID() {
 			continue
 		}
-		members[pid] = true
+		members[pid] = m.Role
 		p.learn(pid, m, ans.Circuit)
 	}
 	r.setPeers(members)
@@ -447,7 +447,13 @@ func (p *p2pPeer) run(k streamKey, st network.Stream, r *Room) {
 	hubActor := p.hubID
 	p.mu.Unlock()
 	s.traj = crdt.NewSession(r.data.traj.Doc(), &crdt.SessionOptions{Accept: crdt.AllowActors(hubActor)})
-	s.state = crdt.NewSession(r.data.state.Doc(), nil)
+	// State changes only from members who may write (the hub's rule).
+	s.state = crdt.NewSession(r.data.state.Doc(), &crdt.SessionOptions{Accept: func(crdt.ChangeInfo) error {
+		if !r.peerMayWrite(k.peer) {
+			return fmt.Errorf("peer %s is not a writer of room %s", k.peer, r.name)
+		}
+		return nil
+	}})
 	r.addSync(s)
 	p.c.log.Debug("peer sync started", "peer", k.peer, "room", k.room)
 	go s.writer()

@@ -57,7 +57,7 @@ type Room struct {
 	fr         *frameReader
 
 	mu      sync.Mutex             // guards the fields below
-	peers   map[lpeer.ID]bool      // libp2p peers of the other members, from the hub's directory
+	peers   map[lpeer.ID]string    // libp2p peers of the other members and their roles, from the hub's directory
 	syncs   map[*peerSync]struct{} // open sync streams with members
 	subs    map[chan Event]struct{}
 	dropped int64         // events dropped on full subscriber channels
@@ -91,7 +91,7 @@ func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
 		c: c, name: name, data: data,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		subs: map[chan Event]struct{}{}, changed: make(chan struct{}), locks: map[string]*Lock{},
-		peers: map[lpeer.ID]bool{}, syncs: map[*peerSync]struct{}{},
+		peers: map[lpeer.ID]string{}, syncs: map[*peerSync]struct{}{},
 	}
 	r.trajSess = r.session(data.traj.Doc(), data.trajSync)
 	r.stateSess = r.session(data.state.Doc(), data.stateSync)
@@ -308,8 +308,8 @@ func (r *Room) poke() {
 	r.mu.Unlock()
 }
 
-// setPeers replaces the room's known member peers.
-func (r *Room) setPeers(ps map[lpeer.ID]bool) {
+// setPeers replaces the room's known member peers and their roles.
+func (r *Room) setPeers(ps map[lpeer.ID]string) {
 	r.mu.Lock()
 	r.peers = ps
 	r.mu.Unlock()
@@ -318,7 +318,17 @@ func (r *Room) setPeers(ps map[lpeer.ID]bool) {
 func (r *Room) hasPeer(p lpeer.ID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.peers[p]
+	_, ok := r.peers[p]
+	return ok
+}
+
+// peerMayWrite reports whether member p may change the state document
+// (writer or admin; in local mode every member is admin).
+func (r *Room) peerMayWrite(p lpeer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	role := r.peers[p]
+	return role == "writer" || role == "admin"
 }
 
 func (r *Room) peerList() []lpeer.ID {

@@ -322,7 +322,7 @@ func (p *p2pHub) directory(from peer.ID, name string) *wire.DirAnswer {
 			p.mu.Unlock()
 			continue
 		}
-		m := wire.DirMember{Client: b.client, Peer: pid.String(), Record: p.records[pid]}
+		m := wire.DirMember{Client: b.client, Peer: pid.String(), Record: p.records[pid], Role: p.s.roleIn(b.who, r)}
 		for _, a := range p.addrs[pid] {
 			m.Addrs = append(m.Addrs, a.String())
 		}

@@ -316,6 +316,7 @@ type DirMember struct {
 	Peer   string   `msgpack:"peer"`
 	Record []byte   `msgpack:"record,omitempty"` // signed peer record envelope (addresses, signed by the peer)
 	Addrs  []string `msgpack:"addrs,omitempty"`  // addresses the hub saw (unsigned)
+	Role   string   `msgpack:"role,omitempty"`   // the member's role in the room (peers accept state changes from writers only)
 }
 
 // DirAnswer is the directory's answer: the members with a bound peer and
