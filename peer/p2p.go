@@ -485,6 +485,7 @@ func (s *peerSync) close() {
 func (s *peerSync) reader() {
 	rd := msgio.NewVarintReaderSize(s.st, maxP2PMessage)
 	s.poke()
+	refused := false // reported once per stream
 	for {
 		b, err := rd.ReadMsg()
 		if err != nil {
@@ -504,11 +505,16 @@ func (s *peerSync) reader() {
 			rerr = s.state.Receive(m.Data)
 		}
 		if rerr != nil {
-			s.p.c.log.Warn("peer sync message refused", "peer", s.key.peer, "room", s.r.name, "doc", m.Doc, "err", rerr)
-			s.r.emit(Event{Type: EventError, Err: fmt.Errorf("sync from peer %s: %w", s.key.peer, rerr)})
-			if errors.Is(rerr, framesync.Forbidden) {
+			if !refused {
+				s.p.c.log.Warn("peer sync message refused", "peer", s.key.peer, "room", s.r.name, "doc", m.Doc, "err", rerr)
+				s.r.emit(Event{Type: EventError, Err: fmt.Errorf("sync from peer %s: %w", s.key.peer, rerr)})
+				refused = true
+			}
+			if m.Doc == wire.DocTrajectory && errors.Is(rerr, framesync.Forbidden) {
 				return // a forger: drop the stream
 			}
+			// A reader's state changes: nothing applied; the stream still
+			// carries this side's changes to it.
 		}
 		s.poke()
 	}
