@@ -338,6 +338,11 @@ func (s *Server) DropClients() {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	dropAll(conns)
+}
+
+// dropAll shuts the connections down and waits until they are gone.
+func dropAll(conns []*conn) {
 	for _, c := range conns {
 		c.shutdown("hub shutting down")
 	}
@@ -360,12 +365,7 @@ func (s *Server) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.shutdown("hub shutting down")
-	}
-	for _, c := range conns {
-		<-c.done
-	}
+	dropAll(conns)
 	s.cancel(errors.New("hub closed"))
 	if s.p2p != nil {
 		s.p2p.close()

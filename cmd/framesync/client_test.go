@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FRAMESYNC_TEST_MAIN") == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(verifyNoLeaks(m))
 }
 
 // cli runs the command with the client flags of hub h and cache.
