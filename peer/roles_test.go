@@ -1,0 +1,60 @@
+package peer
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"framesync/relay"
+	"framesync/relay/relaytest"
+	"framesync/relay/wire"
+)
+
+// TestReaderStillReceivesAfterRefusal: the hub refuses a reader's state
+// change and keeps sending the reader the writers' changes.
+func TestReaderStillReceivesAfterRefusal(t *testing.T) {
+	h := relaytest.Start(t, relay.Options{Auth: &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: 4}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	login := func(user, pw string) *Client {
+		cache := t.TempDir()
+		rp, err := Open(cache, h.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rp.Login(ctx, user, pw); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Connect(ctx, h.URL, &Options{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	root := login("root", "root-password")
+	for _, u := range []string{"alice", "carol"} {
+		if err := root.doJSON(ctx, "user", "POST", "/api/users", map[string]string{"username": u, "password": u + "-password"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := root.CreateRoom(ctx, "lab", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.SetACL(ctx, "lab", &wire.RoomACL{Roles: map[string]string{"root": "admin", "alice": "writer", "carol": "reader"}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := joinRoom(t, login("alice", "alice-password"), "lab")
+	carol := joinRoom(t, login("carol", "carol-password"), "lab")
+	if err := carol.State().SetStep(5); err != nil { // refused by the hub
+		t.Fatal(err)
+	}
+	if err := alice.State().SetSelection([]int64{3}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's selection at carol", func() bool { s, _ := carol.State().Selection(); return len(s) == 1 })
+	if err := alice.State().SetSelection([]int64{4, 5}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's second selection at carol", func() bool { s, _ := carol.State().Selection(); return len(s) == 2 })
+}
