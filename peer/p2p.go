@@ -18,7 +18,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/record"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-msgio"
 	ma "github.com/multiformats/go-multiaddr"
@@ -91,7 +93,18 @@ func (c *Client) startP2P(opts P2POptions) error {
 	if err != nil {
 		return fmt.Errorf("libp2p identity: %w", err)
 	}
-	lopts := []libp2p.Option{libp2p.Identity(key), libp2p.EnableRelay()}
+	limits := rcmgr.DefaultLimits
+	for _, l := range []struct {
+		proto protocol.ID
+		n     int
+	}{{wire.ProtocolSync, wire.MaxSyncStreams}, {wire.ProtocolBlob, wire.MaxBlobStreams}} {
+		limits.AddProtocolPeerLimit(l.proto, rcmgr.BaseLimit{StreamsInbound: l.n, StreamsOutbound: l.n, Streams: 2 * l.n}, rcmgr.BaseLimitIncrease{})
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		return err
+	}
+	lopts := []libp2p.Option{libp2p.Identity(key), libp2p.EnableRelay(), libp2p.ResourceManager(rm)}
 	switch {
 	case opts.NoListen:
 		lopts = append(lopts, libp2p.NoListenAddrs)

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
@@ -85,7 +86,13 @@ func (s *Server) startP2P(opts P2POptions) error {
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(opts.Listen...),
+	limits := rcmgr.DefaultLimits
+	limits.AddProtocolPeerLimit(wire.ProtocolDirectory, rcmgr.BaseLimit{StreamsInbound: wire.MaxDirectoryStreams, Streams: wire.MaxDirectoryStreams}, rcmgr.BaseLimitIncrease{})
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		return err
+	}
+	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(opts.Listen...), libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm), libp2p.ForceReachabilityPublic(), libp2p.DisableRelay())
 	if err != nil {
 		return fmt.Errorf("relay: libp2p host: %w", err)
