@@ -218,11 +218,56 @@ func (p *p2pPeer) joined(ctx context.Context, r *Room) {
 			p.c.log.Warn("relay reservation failed", "err", err)
 		} else {
 			p.mu.Lock()
+			first := !p.reserved
 			p.reserved = true
 			p.mu.Unlock()
+			if first {
+				p.c.mu.Lock()
+				down := p.c.down
+				p.c.mu.Unlock()
+				go p.keepUp(ctx, *hub, down)
+			}
 		}
 	}
 	p.refresh(ctx, r)
+}
+
+// Maintenance while connected to the hub: the directory is asked again
+// (members whose join we missed are found) and the relay reservation,
+// which the hub grants for an hour, is renewed.
+const (
+	directoryEvery = 30 * time.Second
+	reserveEvery   = 20 * time.Minute
+)
+
+// keepUp runs the maintenance until the connection to the hub ends.
+func (p *p2pPeer) keepUp(ctx context.Context, hub lpeer.AddrInfo, down <-chan struct{}) {
+	dir := time.NewTicker(directoryEvery)
+	defer dir.Stop()
+	res := time.NewTicker(reserveEvery)
+	defer res.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-down:
+			return
+		case <-res.C:
+			if _, err := client.Reserve(ctx, p.host, hub); err != nil {
+				p.c.log.Warn("relay reservation renewal failed", "err", err)
+			}
+		case <-dir.C:
+			p.c.mu.Lock()
+			rooms := make([]*Room, 0, len(p.c.rooms))
+			for _, r := range p.c.rooms {
+				rooms = append(rooms, r)
+			}
+			p.c.mu.Unlock()
+			for _, r := range rooms {
+				p.refresh(ctx, r)
+			}
+		}
+	}
 }
 
 // refresh asks the hub's directory for the room's members and starts
