@@ -131,6 +131,10 @@ func (p *p2pHub) close() {
 	p.host.Close()
 }
 
+// maxIdentified bounds the peers whose identify results the hub keeps
+// before it forgets those that are not members.
+const maxIdentified = 4096
+
 // watchIdentify keeps each peer's signed record and listen addresses
 // (identify no longer stores signed records in the peerstore).
 func (p *p2pHub) watchIdentify() {
@@ -142,6 +146,15 @@ func (p *p2pHub) watchIdentify() {
 			rec, _ = ev.SignedPeerRecord.Marshal()
 		}
 		p.mu.Lock()
+		if len(p.records) >= maxIdentified {
+			// Forget peers that never bound to a member.
+			for pid := range p.records {
+				if p.bound[pid] == nil {
+					delete(p.records, pid)
+					delete(p.addrs, pid)
+				}
+			}
+		}
 		p.records[ev.Peer] = rec
 		p.addrs[ev.Peer] = ev.ListenAddrs
 		p.mu.Unlock()
@@ -245,6 +258,8 @@ func (p *p2pHub) rooms(pid peer.ID) map[*room]bool {
 			out = maps.Clone(b.rooms)
 		default:
 			delete(p.bound, pid)
+			delete(p.records, pid)
+			delete(p.addrs, pid)
 			b = nil
 		}
 	}
