@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"framesync"
+	"framesync/crdt"
 	"framesync/relay/wire"
 )
 
@@ -528,6 +529,16 @@ func (c *Client) doJSON(ctx context.Context, op, method, path string, in, out an
 		return fmt.Errorf("%s: bad answer from the hub: %w", op, err)
 	}
 	return nil
+}
+
+// stateHeads asks the hub for the heads of room name's state document.
+func (c *Client) stateHeads(ctx context.Context, name string) (crdt.Heads, error) {
+	resp, err := c.do(ctx, "state heads", "HEAD", "/api/rooms/"+name+"/docs/state", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return crdt.ParseHeads(resp.Header.Get("X-Automerge-Heads"))
 }
 
 // Rooms lists the hub's rooms.

@@ -515,8 +515,9 @@ func (r *Room) WaitGeneration(ctx context.Context, g int64) error {
 	}
 }
 
-// WaitSynced blocks until the room is joined and the hub has nothing more
-// to send of either document, or ctx ends.
+// WaitSynced blocks until the replica has what the hub had when asked: the
+// trajectory's generation and every change of the state document; or until
+// ctx ends.
 func (r *Room) WaitSynced(ctx context.Context) error {
 	for {
 		info, err := r.c.RoomInfo(ctx, r.name)
@@ -527,13 +528,39 @@ func (r *Room) WaitSynced(ctx context.Context) error {
 		ch := r.changed
 		r.mu.Unlock()
 		if r.Generation() >= info.Generation {
-			return nil
+			break
 		}
 		select {
 		case <-ch:
 		case <-time.After(time.Second): // the generation may also move on
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+	// The state document: until the replica has every change the hub's
+	// copy had when asked.
+	heads, err := r.c.stateHeads(ctx, r.name)
+	if err != nil {
+		return err
+	}
+	doc := r.data.state.Doc()
+	for {
+		missing := false
+		for _, h := range heads {
+			if !doc.HasChange(h) {
+				missing = true
+				break
+			}
+		}
+		if !missing {
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond) // polling with the caller's deadline
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the state document: %w", ctx.Err())
 		}
 	}
 }
