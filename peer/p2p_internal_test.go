@@ -12,7 +12,6 @@ import (
 	"framesync"
 	"framesync/relay"
 	"framesync/relay/relaytest"
-	"framesync/relay/wire"
 )
 
 func p2pClient(t *testing.T, h *relaytest.Hub, listen bool) *Client {
@@ -160,40 +159,9 @@ func TestRelayWhileHubHTTPDown(t *testing.T) {
 // TestPeerRoles: between members, as at the hub, a reader's state changes
 // are refused.
 func TestPeerRoles(t *testing.T) {
-	h := relaytest.Start(t, relay.Options{P2P: &relay.P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		Auth: &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: 4}})
+	h, alice, carol := labWithRoles(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	login := func(user, pw string) *Client {
-		cache := t.TempDir()
-		rp, err := Open(cache, h.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rp.Login(ctx, user, pw); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Connect(ctx, h.URL, &Options{Cache: cache, P2P: &P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	root := login("root", "root-password")
-	for _, u := range []string{"alice", "carol"} {
-		if err := root.doJSON(ctx, "user", "POST", "/api/users", map[string]string{"username": u, "password": u + "-password"}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := root.CreateRoom(ctx, "lab", ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := root.SetACL(ctx, "lab", &wire.RoomACL{Roles: map[string]string{"root": "admin", "alice": "writer", "carol": "reader"}}); err != nil {
-		t.Fatal(err)
-	}
-	alice := joinRoom(t, login("alice", "alice-password"), "lab")
-	carol := joinRoom(t, login("carol", "carol-password"), "lab")
 	events, stop := alice.Subscribe(64)
 	defer stop()
 	waitFor(t, "a sync stream", func() bool { return alice.Peers() == 1 && carol.Peers() == 1 })

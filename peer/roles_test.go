@@ -10,10 +10,16 @@ import (
 	"framesync/relay/wire"
 )
 
-// TestReaderStillReceivesAfterRefusal: the hub refuses a reader's state
-// change and keeps sending the reader the writers' changes.
-func TestReaderStillReceivesAfterRefusal(t *testing.T) {
-	h := relaytest.Start(t, relay.Options{Auth: &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: 4}})
+// labWithRoles starts a hub with access control and a room "lab" where
+// alice writes and carol reads, and returns their rooms; p2p gives the
+// clients libp2p hosts on 127.0.0.1.
+func labWithRoles(t *testing.T, p2p bool) (h *relaytest.Hub, alice, carol *Room) {
+	t.Helper()
+	opts := relay.Options{Auth: &relay.AuthOptions{AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: 4}}
+	if p2p {
+		opts.P2P = &relay.P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+	}
+	h = relaytest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	login := func(user, pw string) *Client {
@@ -25,7 +31,11 @@ func TestReaderStillReceivesAfterRefusal(t *testing.T) {
 		if _, err := rp.Login(ctx, user, pw); err != nil {
 			t.Fatal(err)
 		}
-		c, err := Connect(ctx, h.URL, &Options{Cache: cache})
+		o := &Options{Cache: cache}
+		if p2p {
+			o.P2P = &P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+		}
+		c, err := Connect(ctx, h.URL, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,8 +54,13 @@ func TestReaderStillReceivesAfterRefusal(t *testing.T) {
 	if err := root.SetACL(ctx, "lab", &wire.RoomACL{Roles: map[string]string{"root": "admin", "alice": "writer", "carol": "reader"}}); err != nil {
 		t.Fatal(err)
 	}
-	alice := joinRoom(t, login("alice", "alice-password"), "lab")
-	carol := joinRoom(t, login("carol", "carol-password"), "lab")
+	return h, joinRoom(t, login("alice", "alice-password"), "lab"), joinRoom(t, login("carol", "carol-password"), "lab")
+}
+
+// TestReaderStillReceivesAfterRefusal: the hub refuses a reader's state
+// change and keeps sending the reader the writers' changes.
+func TestReaderStillReceivesAfterRefusal(t *testing.T) {
+	_, alice, carol := labWithRoles(t, false)
 	if err := carol.State().SetStep(5); err != nil { // refused by the hub
 		t.Fatal(err)
 	}
