@@ -549,7 +549,7 @@ func (c *Client) Rooms(ctx context.Context) (*wire.RoomsListing, error) {
 
 // CreateRoom creates room name at the hub, empty or as a copy of room from.
 func (c *Client) CreateRoom(ctx context.Context, name, from string) (*wire.RoomInfo, error) {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	var out wire.RoomInfo
@@ -558,7 +558,7 @@ func (c *Client) CreateRoom(ctx context.Context, name, from string) (*wire.RoomI
 
 // RoomInfo asks the hub about room name.
 func (c *Client) RoomInfo(ctx context.Context, name string) (*wire.RoomInfo, error) {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	var out wire.RoomInfo
@@ -567,7 +567,7 @@ func (c *Client) RoomInfo(ctx context.Context, name string) (*wire.RoomInfo, err
 
 // DeleteRoom deletes room name at the hub.
 func (c *Client) DeleteRoom(ctx context.Context, name string) error {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return err
 	}
 	return c.doJSON(ctx, "delete room", "DELETE", "/api/rooms/"+name, nil, nil)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"framesync"
-	"framesync/blobstore"
 	"framesync/crdt"
 	"framesync/relay/wire"
 )
@@ -203,8 +203,7 @@ func (r *Room) Upload(ctx context.Context, frames ...*framesync.Frame) ([]frames
 
 func (c *Client) upload(ctx context.Context, frames []*framesync.Frame) ([]framesync.Hash, error) {
 	hashes := make([]framesync.Hash, len(frames))
-	var all []framesync.Hash
-	seen := map[framesync.Hash]bool{}
+	all := map[framesync.Hash][]byte{}
 	for i, f := range frames {
 		if err := f.Validate(); err != nil {
 			return nil, fmt.Errorf("frame %d: %w", i, err)
@@ -215,25 +214,29 @@ func (c *Client) upload(ctx context.Context, frames []*framesync.Frame) ([]frame
 		}
 		blobs[m.Hash()] = m.Encode()
 		hashes[i] = m.Hash()
-		for h, b := range blobs {
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			all = append(all, h)
-			if _, err := c.rep.blobs.Put(ctx, bytes.NewReader(b), h); err != nil {
-				return nil, fmt.Errorf("cache: %w", err)
-			}
-		}
+		maps.Copy(all, blobs)
 	}
-	missing, err := c.missing(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.putBlobs(ctx, missing); err != nil {
+	if err := c.storeBlobs(ctx, all); err != nil {
 		return nil, err
 	}
 	return hashes, nil
+}
+
+// storeBlobs puts blobs in the local cache and uploads those the hub
+// lacks, from memory.
+func (c *Client) storeBlobs(ctx context.Context, blobs map[framesync.Hash][]byte) error {
+	hs := make([]framesync.Hash, 0, len(blobs))
+	for h, b := range blobs {
+		if _, err := c.rep.blobs.Put(ctx, bytes.NewReader(b), h); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		hs = append(hs, h)
+	}
+	missing, err := c.missing(ctx, hs)
+	if err != nil {
+		return err
+	}
+	return c.putBlobs(ctx, missing, blobs)
 }
 
 // missing asks the hub which of hs it lacks.
@@ -276,8 +279,9 @@ const (
 	uploadAttempts = 9       // tries of one request (see retry)
 )
 
-// putBlobs uploads blobs hs from the cache in batches, a few at a time.
-func (c *Client) putBlobs(ctx context.Context, hs []framesync.Hash) error {
+// putBlobs uploads blobs hs, whose bytes data holds, in batches, a few at
+// a time.
+func (c *Client) putBlobs(ctx context.Context, hs []framesync.Hash, data map[framesync.Hash][]byte) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan []framesync.Hash)
@@ -287,14 +291,14 @@ func (c *Client) putBlobs(ctx context.Context, hs []framesync.Hash) error {
 		go func() {
 			defer wg.Done()
 			for b := range work {
-				if err := c.putBatch(ctx, b); err != nil {
+				if err := c.putBatch(ctx, b, data); err != nil {
 					cancel(err)
 				}
 			}
 		}()
 	}
 	var cur []framesync.Hash
-	var size int64
+	var size int
 	send := func() bool {
 		if len(cur) == 0 {
 			return true
@@ -308,16 +312,12 @@ func (c *Client) putBlobs(ctx context.Context, hs []framesync.Hash) error {
 		}
 	}
 	for _, h := range hs {
-		info, err := c.rep.blobs.Stat(ctx, h)
-		if err != nil {
-			cancel(fmt.Errorf("upload %s: %w", h, err))
-			break
-		}
-		if len(cur) > 0 && (size+info.Size > batchBytes || len(cur) == batchBlobs) && !send() {
+		n := len(data[h])
+		if len(cur) > 0 && (size+n > batchBytes || len(cur) == batchBlobs) && !send() {
 			break
 		}
 		cur = append(cur, h)
-		size += info.Size
+		size += n
 	}
 	send()
 	close(work)
@@ -325,14 +325,13 @@ func (c *Client) putBlobs(ctx context.Context, hs []framesync.Hash) error {
 	return context.Cause(ctx)
 }
 
-// putBatch uploads the cached blobs hs in one request, retrying as retry
-// does.
-func (c *Client) putBatch(ctx context.Context, hs []framesync.Hash) error {
+// putBatch uploads blobs hs in one request, retrying as retry does.
+func (c *Client) putBatch(ctx context.Context, hs []framesync.Hash, data map[framesync.Hash][]byte) error {
 	var body []byte
 	for _, h := range hs {
-		b, err := blobstore.ReadAll(ctx, c.rep.blobs, h)
-		if err != nil {
-			return fmt.Errorf("upload %s: %w", h, err)
+		b, ok := data[h]
+		if !ok {
+			return fmt.Errorf("upload %s: the hub asked for a blob not sent", h)
 		}
 		body = binary.BigEndian.AppendUint32(body, uint32(len(b)))
 		body = append(body, b...)
@@ -535,23 +534,10 @@ func (r *Room) entryByID(id string) (crdt.Entry, error) {
 
 // waitVersion waits until the replica has version v of frame id.
 func (r *Room) waitVersion(ctx context.Context, id string, v int64) error {
-	for {
-		r.mu.Lock()
-		ch := r.changed
-		r.mu.Unlock()
+	return r.waitTrajectory(ctx, func() (bool, error) {
 		e, err := r.entryByID(id)
-		if err != nil {
-			return err
-		}
-		if e.Version >= v {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		return err == nil && e.Version >= v, err
+	})
 }
 
 // Patch writes a new version of frame i in which the fields of fields are
@@ -572,18 +558,7 @@ func (r *Room) Patch(ctx context.Context, i int, fields *framesync.Frame, remove
 		if err != nil {
 			return nil, err
 		}
-		var hs []framesync.Hash
-		for h, b := range blobs {
-			if _, err := r.c.rep.blobs.Put(ctx, bytes.NewReader(b), h); err != nil {
-				return nil, fmt.Errorf("cache: %w", err)
-			}
-			hs = append(hs, h)
-		}
-		missing, err := r.c.missing(ctx, hs)
-		if err != nil {
-			return nil, err
-		}
-		if err := r.c.putBlobs(ctx, missing); err != nil {
+		if err := r.c.storeBlobs(ctx, blobs); err != nil {
 			return nil, err
 		}
 		for name, h := range m {

@@ -3,7 +3,6 @@ package peer
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -71,15 +70,12 @@ func (e *Error) Expires() time.Time {
 }
 
 func (e *Error) number(key string) (int64, bool) {
+	// Numbers in details come from the hub's JSON error bodies: float64.
 	switch v := e.Details[key].(type) {
 	case float64:
 		return int64(v), true
 	case int64:
 		return v, true
-	case int8, int16, int32, uint8, uint16, uint32, uint64, int:
-		var n int64
-		fmt.Sscan(fmt.Sprint(v), &n)
-		return n, true
 	}
 	return 0, false
 }

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"framesync"
 	"framesync/blobstore"
 	"framesync/crdt"
+	"framesync/relay/wire"
 )
 
 // Replica is the local copy of what a client knows about one hub: the
@@ -145,7 +145,7 @@ func (rp *Replica) Rooms() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && roomNameRE.MatchString(e.Name()) {
+		if e.IsDir() && wire.CheckRoomName(e.Name()) == nil {
 			if _, err := os.Stat(filepath.Join(rp.dir, "rooms", e.Name(), "trajectory.am")); err == nil {
 				out = append(out, e.Name())
 			}
@@ -153,16 +153,6 @@ func (rp *Replica) Rooms() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-// roomNameRE is the hub's rule for room names.
-var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-func checkRoomName(name string) error {
-	if !roomNameRE.MatchString(name) {
-		return &framesync.Error{Kind: framesync.BadInput, Op: "room", Msg: fmt.Sprintf("%q is not a room name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)}
-	}
-	return nil
 }
 
 // RoomMeta is room.json: what the replica last knew about a room.
@@ -193,7 +183,7 @@ type roomData struct {
 // actor is the Automerge actor the state document is written with ("" for
 // a read-only view).
 func (rp *Replica) openRoom(name, actor string) (*roomData, error) {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	rd := &roomData{rp: rp, name: name, dir: filepath.Join(rp.dir, "rooms", name), meta: RoomMeta{Name: name}}

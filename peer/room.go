@@ -71,7 +71,7 @@ type Room struct {
 // the room works from the replica and joins once the hub is reachable.
 // Joining a room twice returns the same *Room.
 func (c *Client) Join(ctx context.Context, name string) (*Room, error) {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -500,17 +500,27 @@ func (r *Room) Generation() int64 {
 // generation g (the replica catches up with a commit shortly after the
 // hub accepts it).
 func (r *Room) WaitGeneration(ctx context.Context, g int64) error {
+	err := r.waitTrajectory(ctx, func() (bool, error) { return r.Generation() >= g, nil })
+	if err != nil {
+		return fmt.Errorf("waiting for generation %d (have %d): %w", g, r.Generation(), err)
+	}
+	return nil
+}
+
+// waitTrajectory blocks until done holds, checking it again after every
+// change of the trajectory document, or until ctx ends.
+func (r *Room) waitTrajectory(ctx context.Context, done func() (bool, error)) error {
 	for {
 		r.mu.Lock()
 		ch := r.changed
 		r.mu.Unlock()
-		if r.Generation() >= g {
-			return nil
+		if ok, err := done(); ok || err != nil {
+			return err
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for generation %d (have %d): %w", g, r.Generation(), ctx.Err())
+			return ctx.Err()
 		}
 	}
 }

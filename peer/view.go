@@ -8,6 +8,7 @@ import (
 
 	"framesync"
 	"framesync/crdt"
+	"framesync/relay/wire"
 )
 
 // View is a read-only look at a room of a replica, with no network: the
@@ -19,7 +20,7 @@ type View struct {
 
 // View opens room name of the replica for reading.
 func (rp *Replica) View(name string) (*View, error) {
-	if err := checkRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(rp.dir, "rooms", name, "trajectory.am")); err != nil {

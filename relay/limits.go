@@ -7,36 +7,33 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"framesync"
 )
 
-// rateLimiter is a token bucket per key (a user, or an address).
+// rateLimiter is a token bucket (golang.org/x/time/rate) per key: a user,
+// or an address.
 type rateLimiter struct {
-	rate  float64 // tokens per second
-	burst float64
+	rate  rate.Limit
+	burst int
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*rate.Limiter
 	swept   time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}, swept: time.Now()}
+func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*rate.Limiter{}, swept: time.Now()}
 }
 
 // allow takes one token from key's bucket; false if it is empty.
 func (l *rateLimiter) allow(key string, now time.Time) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if now.Sub(l.swept) > time.Minute {
 		// Forget full buckets, so the map does not grow without bound.
 		for k, b := range l.buckets {
-			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			if b.TokensAt(now) >= float64(l.burst) {
 				delete(l.buckets, k)
 			}
 		}
@@ -44,16 +41,11 @@ func (l *rateLimiter) allow(key string, now time.Time) bool {
 	}
 	b := l.buckets[key]
 	if b == nil {
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[key] = b
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	l.mu.Unlock()
+	return b.AllowN(now, 1)
 }
 
 // remoteHost is the address part of r.RemoteAddr.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"sync"
 	"time"
@@ -160,18 +159,6 @@ type Server struct {
 }
 
 var errNotPresenter = &framesync.Error{Kind: framesync.Forbidden, Op: "frame", Msg: "only the presenter's frame messages are accepted: send present first"}
-
-var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// CheckRoomName returns an error of kind framesync.BadInput if name is not a
-// valid room name: 1 to 64 letters, digits, '.', '_' or '-', starting with a
-// letter or digit.
-func CheckRoomName(name string) error {
-	if !roomNameRE.MatchString(name) {
-		return &framesync.Error{Kind: framesync.BadInput, Op: "room name", Msg: fmt.Sprintf("%q is not a valid room name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)}
-	}
-	return nil
-}
 
 type hubFile struct {
 	ID         string `json:"id"`
@@ -405,7 +392,7 @@ func (s *Server) loadRooms() error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	for _, e := range ents {
-		if !e.IsDir() || CheckRoomName(e.Name()) != nil {
+		if !e.IsDir() || wire.CheckRoomName(e.Name()) != nil {
 			continue
 		}
 		r, err := s.openRoom(e.Name())
@@ -424,7 +411,7 @@ func (s *Server) room(name string) (*room, error) {
 	r, ok := s.rooms[name]
 	s.mu.Unlock()
 	if !ok {
-		if err := CheckRoomName(name); err != nil {
+		if err := wire.CheckRoomName(name); err != nil {
 			return nil, err
 		}
 		return nil, &framesync.Error{Kind: framesync.NotFound, Op: "room", Msg: fmt.Sprintf("no room %q", name)}
@@ -437,7 +424,7 @@ func (s *Server) room(name string) (*room, error) {
 // createRoom creates room name, empty or copying room from; creator (if
 // any) becomes its admin.
 func (s *Server) createRoom(name, from, creator string) (*room, error) {
-	if err := CheckRoomName(name); err != nil {
+	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
 	}
 	var trajSnap, stateSnap []byte

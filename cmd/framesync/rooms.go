@@ -171,9 +171,6 @@ updates, generations, members joining and leaving, locks, the presenter,
 presence, and changes of the shared state ({id, old, new} for collection
 items). Disconnections are reported and the client reconnects by itself.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkRoomFlag(room); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			return cfg.withRoom(ctx, room, false, func(_ *peer.Client, r *peer.Room) error {
 				events, cancel := r.Subscribe(1024)
@@ -227,9 +224,6 @@ func newLockCmd() *cobra.Command {
 (Ctrl-C releases it). Prints the fencing token. Exits 1 if the lock is held
 by someone else (naming the holder) or is lost while held.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkRoomFlag(room); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			return cfg.withRoom(ctx, room, true, func(_ *peer.Client, r *peer.Room) error {
 				tgt, err := lockTarget(r, target)

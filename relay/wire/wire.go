@@ -5,9 +5,13 @@
 package wire
 
 import (
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"framesync"
 )
 
 // CommitRequest is the body of POST /api/rooms/{room}/commit, in msgpack or
@@ -325,6 +329,19 @@ type DirAnswer struct {
 	Error   string      `msgpack:"error,omitempty"`
 	Circuit []string    `msgpack:"circuit,omitempty"` // <hub addr>/p2p/<hub>/p2p-circuit
 	Members []DirMember `msgpack:"members"`
+}
+
+// roomNameRE is the rule for room names.
+var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckRoomName returns an error of kind framesync.BadInput if name is not a
+// valid room name: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+// letter or digit. Hub and clients apply the same rule.
+func CheckRoomName(name string) error {
+	if !roomNameRE.MatchString(name) {
+		return &framesync.Error{Kind: framesync.BadInput, Op: "room name", Msg: fmt.Sprintf("%q is not a valid room name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)}
+	}
+	return nil
 }
 
 // Encode returns m as one control channel message.
