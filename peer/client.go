@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,10 +195,7 @@ func (c *Client) Close() error {
 	c.cancel(ErrClosed)
 	c.mu.Lock()
 	ws := c.ws
-	rooms := make([]*Room, 0, len(c.rooms))
-	for _, r := range c.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := c.roomsLocked()
 	c.mu.Unlock()
 	if ws != nil {
 		c.wmu.Lock()
@@ -315,10 +314,7 @@ func (c *Client) serve(ws *websocket.Conn, nonce []byte, up chan<- error) {
 	epoch := c.epoch
 	close(c.up)
 	down := c.down
-	rooms := make([]*Room, 0, len(c.rooms))
-	for _, r := range c.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := c.roomsLocked()
 	c.mu.Unlock()
 	if up != nil {
 		up <- nil
@@ -372,10 +368,7 @@ func (c *Client) serve(ws *websocket.Conn, nonce []byte, up chan<- error) {
 		close(ch)
 		delete(c.pending, id)
 	}
-	joined := make([]*Room, 0, len(c.rooms))
-	for _, r := range c.rooms {
-		joined = append(joined, r)
-	}
+	joined := c.roomsLocked()
 	c.mu.Unlock()
 	wg.Wait()
 	for _, r := range joined {
@@ -408,6 +401,9 @@ func (c *Client) dispatch(m *wire.Msg) {
 		r.handle(m)
 	}
 }
+
+// roomsLocked returns the joined rooms; c.mu is held.
+func (c *Client) roomsLocked() []*Room { return slices.Collect(maps.Values(c.rooms)) }
 
 // room returns the joined room name, or nil.
 func (c *Client) room(name string) *Room {

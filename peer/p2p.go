@@ -258,10 +258,7 @@ func (p *p2pPeer) keepUp(ctx context.Context, hub lpeer.AddrInfo, down <-chan st
 			}
 		case <-dir.C:
 			p.c.mu.Lock()
-			rooms := make([]*Room, 0, len(p.c.rooms))
-			for _, r := range p.c.rooms {
-				rooms = append(rooms, r)
-			}
+			rooms := p.c.roomsLocked()
 			p.c.mu.Unlock()
 			for _, r := range rooms {
 				p.refresh(ctx, r)

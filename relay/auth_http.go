@@ -3,7 +3,9 @@ package relay
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 
 	"framesync"
@@ -205,10 +207,7 @@ func (s *Server) readableBlob(h func(http.ResponseWriter, *http.Request) error) 
 			return err
 		}
 		s.mu.Lock()
-		rooms := make([]*room, 0, len(s.rooms))
-		for _, rm := range s.rooms {
-			rooms = append(rooms, rm)
-		}
+		rooms := slices.Collect(maps.Values(s.rooms))
 		s.mu.Unlock()
 		for _, rm := range rooms {
 			if roleRank[s.roleIn(p, rm)] >= roleRank[RoleReader] && rm.references(r.Context(), hash) {

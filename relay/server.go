@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -320,10 +322,7 @@ func (s *Server) saveHubFile(hf hubFile) error {
 // (directory and relay) stays up.
 func (s *Server) DropClients() {
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Keys(s.conns))
 	s.mu.Unlock()
 	dropAll(conns)
 }
@@ -347,10 +346,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Keys(s.conns))
 	s.mu.Unlock()
 	dropAll(conns)
 	s.cancel(errors.New("hub closed"))
@@ -361,10 +357,7 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	var errs []error
 	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := slices.Collect(maps.Values(s.rooms))
 	gen := s.hubGen
 	s.mu.Unlock()
 	for _, r := range rooms {
@@ -503,10 +496,7 @@ func (s *Server) listRooms(since int64, p principal) wire.RoomsListing {
 	s.mu.Lock()
 	out := wire.RoomsListing{Hub: s.hubID, Generation: s.hubGen}
 	out.Full = since < s.fullBelow || since > s.hubGen
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := slices.Collect(maps.Values(s.rooms))
 	if !out.Full {
 		for name, g := range s.removed {
 			if g > since {
