@@ -82,20 +82,29 @@ func hubKey(hubURL string) (string, error) {
 	return key, nil
 }
 
-// Open opens (creating if needed) the replica of hub hubURL under cache
-// ("" = DefaultCacheDir()).
-func Open(cache, hubURL string) (*Replica, error) {
+// ReplicaDir returns the directory of the replica of hub hubURL under cache
+// ("" = DefaultCacheDir()), without opening or creating it.
+func ReplicaDir(cache, hubURL string) (string, error) {
 	if cache == "" {
 		var err error
 		if cache, err = DefaultCacheDir(); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
 	key, err := hubKey(hubURL)
 	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cache, "hubs", key), nil
+}
+
+// Open opens (creating if needed) the replica of hub hubURL under cache
+// ("" = DefaultCacheDir()).
+func Open(cache, hubURL string) (*Replica, error) {
+	dir, err := ReplicaDir(cache, hubURL)
+	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(cache, "hubs", key)
 	if err := os.MkdirAll(filepath.Join(dir, "rooms"), 0o755); err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}

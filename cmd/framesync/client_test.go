@@ -286,10 +286,14 @@ func TestPushKilledMidway(t *testing.T) {
 	}
 	// Kill it once some batches are in and its replica has been saved
 	// (it is saved again and again while the push runs).
+	repDir, err := peer.ReplicaDir(cache, h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var info wire.RoomInfo
-		_, saved := os.Stat(filepath.Join(cache, "hubs", strings.ReplaceAll(strings.TrimPrefix(h.URL, "http://"), ":", "_"), "rooms", "killed", "room.json"))
+		_, saved := os.Stat(filepath.Join(repDir, "rooms", "killed", "room.json"))
 		if h.JSON("GET", "/api/rooms/killed", nil, &info) == 200 && info.Frames >= 3*batch && saved == nil {
 			break
 		}
