@@ -77,6 +77,7 @@ type Doc struct {
 	pending    map[ChangeHash]*parked // received changes waiting for their dependencies
 	parkOrder  []ChangeHash           // pending, oldest first
 	parkBytes  int                    // bytes held by pending
+	readOnly   string                 // why local changes are refused; empty: they are not
 }
 
 // NewDoc returns an empty document.
@@ -329,6 +330,10 @@ var errNoChange = errors.New("no change")
 // after, if not nil, runs under the lock once the change is committed.
 func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time) error, after func(am *automerge.Doc)) (ChangeHash, error) {
 	d.mu.Lock()
+	if d.readOnly != "" {
+		d.mu.Unlock()
+		return ChangeHash{}, errorf(framesync.Forbidden, op, "%s", d.readOnly)
+	}
 	before := headsOf(d.am)
 	now := d.now()
 	err := edit(d.am, now)
@@ -356,6 +361,16 @@ func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time)
 	d.mu.Unlock()
 	notify(fns, before, to)
 	return ChangeHash(h), nil
+}
+
+// SetReadOnly makes local edits fail with a framesync.Forbidden error
+// carrying reason, for a replica whose changes nobody would accept (a
+// reader's copy of a room's state); an empty reason allows them again.
+// Changes received by sync are applied either way.
+func (d *Doc) SetReadOnly(reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.readOnly = reason
 }
 
 // rollbackLocked replaces the document by its version at heads, dropping any

@@ -122,42 +122,57 @@ func TestRelayAndOutsiders(t *testing.T) {
 
 func isCircuit(addr string) bool { return bytes.Contains([]byte(addr), []byte("p2p-circuit")) }
 
-// TestRelayWhileHubHTTPDown: two members that can only meet through the
-// hub's relay keep syncing while the hub's HTTP and WebSocket are down,
-// even over a new circuit, and the hub gets everything back.
+// TestRelayWhileHubHTTPDown: three members, two of which can only be
+// reached through the hub's relay, keep editing while the hub's HTTP and
+// WebSocket are down, even over a new circuit, and the hub gets everything
+// back.
 func TestRelayWhileHubHTTPDown(t *testing.T) {
 	h := relaytest.Start(t, relay.Options{P2P: &relay.P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	a := joinRoom(t, p2pClient(t, h, false), "default")
 	b := joinRoom(t, p2pClient(t, h, false), "default")
-	waitFor(t, "a relayed sync stream", func() bool { return a.Peers() == 1 && b.Peers() == 1 })
+	c := joinRoom(t, p2pClient(t, h, true), "default")
+	rooms := []*Room{a, b, c}
+	waitFor(t, "sync streams between all three", func() bool { return a.Peers() == 2 && b.Peers() == 2 && c.Peers() == 2 })
 
 	h.StopHTTP()
-	waitFor(t, "both to notice", func() bool { return !a.c.Connected() && !b.c.Connected() })
+	waitFor(t, "all to notice", func() bool { return !a.c.Connected() && !b.c.Connected() && !c.c.Connected() })
 	if err := a.State().SetStep(7); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the step over the open circuit", func() bool { s, _ := b.State().Step(); return s == 7 })
+	if err := c.State().SetBookmark("f1", "from c"); err != nil {
+		t.Fatal(err)
+	}
+	firstRound := func(r *Room) bool {
+		s, _ := r.State().Step()
+		bm, _ := r.State().Bookmarks()
+		return s == 7 && bm["f1"] == "from c"
+	}
+	for _, r := range rooms {
+		waitFor(t, "the edits over the open connections", func() bool { return firstRound(r) })
+	}
 
-	// Break the circuit: the members dial again through the relay, which
-	// still knows them.
+	// Break the circuit between the hidden members: they dial again
+	// through the relay, which still knows them.
 	a.c.p2p.host.Network().ClosePeer(b.c.p2p.host.ID())
-	waitFor(t, "a new relayed stream", func() bool { return a.Peers() == 1 && b.Peers() == 1 })
+	waitFor(t, "a new relayed stream", func() bool { return a.Peers() == 2 && b.Peers() == 2 })
 	if err := b.State().SetSelection([]int64{4}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the selection over a new circuit", func() bool { s, _ := a.State().Selection(); return len(s) == 1 && s[0] == 4 })
+	converged := func(r *Room) bool {
+		sel, _ := r.State().Selection()
+		return firstRound(r) && len(sel) == 1 && sel[0] == 4
+	}
+	for _, r := range rooms {
+		waitFor(t, "the selection over a new circuit", func() bool { return converged(r) })
+	}
 
 	h.ResumeHTTP()
-	c := joinRoom(t, p2pClient(t, h, true), "default")
-	waitFor(t, "the hub to get the edits", func() bool {
-		s, _ := c.State().Step()
-		sel, _ := c.State().Selection()
-		return s == 7 && len(sel) == 1
-	})
+	d := joinRoom(t, p2pClient(t, h, true), "default")
+	waitFor(t, "the hub to get every edit", func() bool { return converged(d) })
 }
 
-// TestPeerRoles: between members, as at the hub, a reader's state changes
-// are refused.
+// TestPeerRoles: between members, as at the hub, a hostile reader's state
+// changes are refused.
 func TestPeerRoles(t *testing.T) {
 	h, alice, carol := labWithRoles(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -167,6 +182,7 @@ func TestPeerRoles(t *testing.T) {
 	waitFor(t, "a sync stream", func() bool { return alice.Peers() == 1 && carol.Peers() == 1 })
 	h.Stop() // only the peers are left
 
+	carol.State().Doc().SetReadOnly("") // a client that ignores its role
 	if err := carol.State().SetStep(5); err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,11 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"framesync"
 	"framesync/relay"
 	"framesync/relay/relaytest"
 	"framesync/relay/wire"
@@ -22,26 +24,7 @@ func labWithRoles(t *testing.T, p2p bool) (h *relaytest.Hub, alice, carol *Room)
 	h = relaytest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	login := func(user, pw string) *Client {
-		cache := t.TempDir()
-		rp, err := Open(cache, h.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rp.Login(ctx, user, pw); err != nil {
-			t.Fatal(err)
-		}
-		o := &Options{Cache: cache}
-		if p2p {
-			o.P2P = &P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
-		}
-		c, err := Connect(ctx, h.URL, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	login := func(user, pw string) *Client { return loginClient(t, h, user, pw, p2p) }
 	root := login("root", "root-password")
 	for _, u := range []string{"alice", "carol"} {
 		if err := root.doJSON(ctx, "user", "POST", "/api/users", map[string]string{"username": u, "password": u + "-password"}, nil); err != nil {
@@ -57,10 +40,36 @@ func labWithRoles(t *testing.T, p2p bool) (h *relaytest.Hub, alice, carol *Room)
 	return h, joinRoom(t, login("alice", "alice-password"), "lab"), joinRoom(t, login("carol", "carol-password"), "lab")
 }
 
-// TestReaderStillReceivesAfterRefusal: the hub refuses a reader's state
-// change and keeps sending the reader the writers' changes.
+// loginClient logs user in to h with a new replica and connects.
+func loginClient(t *testing.T, h *relaytest.Hub, user, pw string, p2p bool) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cache := t.TempDir()
+	rp, err := Open(cache, h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.Login(ctx, user, pw); err != nil {
+		t.Fatal(err)
+	}
+	o := &Options{Cache: cache}
+	if p2p {
+		o.P2P = &P2POptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+	}
+	c, err := Connect(ctx, h.URL, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestReaderStillReceivesAfterRefusal: the hub refuses a hostile reader's
+// state change and keeps sending the reader the writers' changes.
 func TestReaderStillReceivesAfterRefusal(t *testing.T) {
 	_, alice, carol := labWithRoles(t, false)
+	carol.State().Doc().SetReadOnly("") // a client that ignores its role
 	if err := carol.State().SetStep(5); err != nil { // refused by the hub
 		t.Fatal(err)
 	}
@@ -72,4 +81,35 @@ func TestReaderStillReceivesAfterRefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "alice's second selection at carol", func() bool { s, _ := carol.State().Selection(); return len(s) == 2 })
+}
+
+// TestReaderEditsFailAtOnce: a reader's state edits fail with Forbidden
+// instead of staying local; a change of role at the hub takes effect for
+// members already in the room.
+func TestReaderEditsFailAtOnce(t *testing.T) {
+	h, alice, carol := labWithRoles(t, false)
+	if got := carol.Info().Role; got != "reader" {
+		t.Fatalf("carol's role: %q", got)
+	}
+	if err := carol.State().SetStep(5); !errors.Is(err, framesync.Forbidden) {
+		t.Fatalf("a reader's edit: %v", err)
+	}
+	if s, _ := carol.State().Step(); s == 5 {
+		t.Fatal("the refused edit is in the reader's replica")
+	}
+	// The room's admin swaps the roles.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root := loginClient(t, h, "root", "root-password", false)
+	if err := root.SetACL(ctx, "lab", &wire.RoomACL{Roles: map[string]string{"root": "admin", "alice": "reader", "carol": "writer"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new roles to arrive", func() bool { return carol.Info().Role == "writer" && alice.Info().Role == "reader" })
+	if err := carol.State().SetStep(6); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "carol's step at alice", func() bool { s, _ := alice.State().Step(); return s == 6 })
+	if err := alice.State().SetStep(7); !errors.Is(err, framesync.Forbidden) {
+		t.Fatalf("an edit after losing the writer role: %v", err)
+	}
 }

@@ -186,9 +186,7 @@ func (r *Room) join(ctx context.Context, epoch uint64) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.info = m.Info
-	r.mu.Unlock()
+	r.setInfo(m.Info)
 	r.smu.Lock()
 	// A new connection: resume from what the hub was known to have, with
 	// nothing in flight (the saved form of a session drops that).
@@ -237,15 +235,43 @@ func (r *Room) handle(m *wire.Msg) {
 			}
 		}
 	case wire.MsgJoined:
+		r.setInfo(m.Info)
+	case wire.MsgRole:
 		r.mu.Lock()
-		r.info = m.Info
+		if r.info != nil {
+			info := *r.info // Info's callers may hold the old one
+			info.Role = m.State
+			r.info = &info
+		}
 		r.mu.Unlock()
+		r.setRole(m.State)
 	case wire.MsgMember:
 		if p := r.c.p2p; p != nil && m.State == "joined" {
 			go p.refresh(r.c.ctx, r) // a new member: learn its peer
 		}
 	}
 	r.emit(Event{Type: m.T, Msg: m})
+}
+
+// setInfo keeps the room's info from a "joined" message.
+func (r *Room) setInfo(info *wire.RoomInfo) {
+	r.mu.Lock()
+	r.info = info
+	r.mu.Unlock()
+	if info != nil {
+		r.setRole(info.Role)
+	}
+}
+
+// setRole makes the state document read-only for a reader: the hub and
+// the other members would refuse its changes, so they fail at once with a
+// clear error instead of staying local forever.
+func (r *Room) setRole(role string) {
+	reason := ""
+	if role == "reader" {
+		reason = fmt.Sprintf("room %q: you are a reader here; changing the shared state needs the writer role", r.name)
+	}
+	r.data.state.Doc().SetReadOnly(reason)
 }
 
 // receive applies a sync message of the hub.
@@ -467,7 +493,7 @@ func (r *Room) emit(e Event) {
 }
 
 // Info returns what the hub said about the room when it was last joined
-// (nil before that).
+// (nil before that), with the user's role as last heard. Do not modify it.
 func (r *Room) Info() *wire.RoomInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -267,12 +267,15 @@ func (r *room) addRefLocked(ctx context.Context, m framesync.Hash) {
 }
 
 // evictOutsiders removes from room r the connections whose user may no
-// longer read it.
+// longer read it, and tells the others their role.
 func (s *Server) evictOutsiders(r *room) {
 	for _, c := range r.memberConns() {
-		if roleRank[s.roleIn(c.who, r)] < roleRank[RoleReader] {
+		role := s.roleIn(c.who, r)
+		if roleRank[role] < roleRank[RoleReader] {
 			c.leaveRoom(r)
 			c.reply(&wire.Msg{T: wire.MsgError, Room: r.name, Code: framesync.Forbidden.Code(), Message: fmt.Sprintf("room %q: your access was withdrawn", r.name)})
+			continue
 		}
+		c.reply(&wire.Msg{T: wire.MsgRole, Room: r.name, State: role})
 	}
 }

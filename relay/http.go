@@ -226,6 +226,7 @@ func (s *Server) handleCreateRoom(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	info.Role = s.roleIn(p, rm)
 	writeJSON(w, http.StatusCreated, info)
 	return nil
 }
@@ -239,6 +240,7 @@ func (s *Server) handleRoomInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	info.Role = s.roleIn(who(r.Context()), rm)
 	writeJSON(w, http.StatusOK, info)
 	return nil
 }

@@ -587,6 +587,9 @@ func (c *conn) join(m *wire.Msg) {
 	if _, ok := c.rooms[r]; ok {
 		c.mu.Unlock()
 		info, _ := r.info()
+		if info != nil {
+			info.Role = c.srv.roleIn(c.who, r)
+		}
 		c.reply(&wire.Msg{T: wire.MsgJoined, ID: m.ID, Room: r.name, Info: info})
 		return
 	}
@@ -613,6 +616,7 @@ func (c *conn) join(m *wire.Msg) {
 		c.replyErr(m.ID, err)
 		return
 	}
+	info.Role = c.srv.roleIn(c.who, r)
 	c.reply(&wire.Msg{T: wire.MsgJoined, ID: m.ID, Room: r.name, Info: info})
 	c.srv.broadcast(r, &wire.Msg{T: wire.MsgMember, Room: r.name, Client: c.client, Name: c.name, State: "joined"}, c)
 	mb.flush()

@@ -124,6 +124,9 @@ type RoomInfo struct {
 	Locks      []LockInfo   `json:"locks" msgpack:"locks"`
 	Presenter  *LockInfo    `json:"presenter,omitempty" msgpack:"presenter,omitempty"`
 	Step       *int64       `json:"step,omitempty" msgpack:"step,omitempty"`
+	// Role is the asking user's role in the room (reader, writer or admin;
+	// admin for everyone when the hub runs without access control).
+	Role string `json:"role,omitempty" msgpack:"role,omitempty"`
 }
 
 // LoginRequest is the body of POST /api/auth/login, /api/auth/register
@@ -260,6 +263,7 @@ const (
 	MsgLockState    = "lock_state"    // room, target, holder, expires, state (acquired|renewed|released|expired)
 	MsgPresenter    = "presenter"     // room, holder, expires, state
 	MsgRoomDeleted  = "room_deleted"  // room
+	MsgRole         = "role"          // room, state (the member's new role, after the room's access list changed)
 )
 
 // Document names used in sync messages and snapshot routes.
