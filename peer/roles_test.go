@@ -69,7 +69,7 @@ func loginClient(t *testing.T, h *relaytest.Hub, user, pw string, p2p bool) *Cli
 // state change and keeps sending the reader the writers' changes.
 func TestReaderStillReceivesAfterRefusal(t *testing.T) {
 	_, alice, carol := labWithRoles(t, false)
-	carol.State().Doc().SetReadOnly("") // a client that ignores its role
+	carol.State().Doc().SetReadOnly("")              // a client that ignores its role
 	if err := carol.State().SetStep(5); err != nil { // refused by the hub
 		t.Fatal(err)
 	}
