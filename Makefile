@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 BIN := bin/framesync
 APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase
 
-.PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean
+.PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean web
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,11 +21,14 @@ deps: ## install what the tests need (Debian packages, Chromium, npm packages, G
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) chromium >/dev/null; \
 	fi
-	@if [ ! -d web/e2e/node_modules/playwright-core ]; then \
-		echo "installing playwright-core (web/e2e)"; \
-		cd web/e2e && npm ci --silent --no-audit --no-fund; \
+	@if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
+		echo "installing npm packages (web/: esbuild, three, automerge, playwright-core)"; \
+		cd web && npm ci --silent --no-audit --no-fund; \
 	fi
 	$(GO) mod download
+
+web: deps ## rebuild the web UI bundle (web/src -> web/static/dist, committed and embedded)
+	cd web && node build.mjs
 
 build: ## build bin/framesync
 	$(GO) build -o $(BIN) ./cmd/framesync

@@ -74,8 +74,8 @@ func TestLoginInBrowser(t *testing.T) {
 	need("node", err)
 	_, err = os.Stat("/usr/bin/chromium")
 	need("chromium", err)
-	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core"))
-	need("playwright-core (npm ci in web/e2e)", err)
+	_, err = os.Stat(filepath.Join("node_modules", "playwright-core"))
+	need("playwright-core (npm ci in web/)", err)
 
 	h := hubWithUI(t)
 	var res wire.LoginResponse

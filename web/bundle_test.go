@@ -1,0 +1,62 @@
+package web_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestBundleUpToDate rebuilds the bundle from web/src into a temporary
+// directory and compares it with the committed static/dist: a change to the
+// sources without `make web` fails here. Needs node and the npm packages
+// (make test installs them; skipped without them unless
+// FRAMESYNC_REQUIRE_BROWSER=1).
+func TestBundleUpToDate(t *testing.T) {
+	requireNode(t)
+	out := t.TempDir()
+	cmd := exec.Command("node", "build.mjs", "--outdir", out)
+	cmd.WaitDelay = 5 * time.Second
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("node build.mjs: %v\n%s", err, b)
+	}
+	built, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadDir(filepath.Join("static", "dist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built) != len(committed) {
+		t.Errorf("static/dist has %d files, the sources give %d: run make web", len(committed), len(built))
+	}
+	for _, e := range built {
+		want, _ := os.ReadFile(filepath.Join(out, e.Name()))
+		got, err := os.ReadFile(filepath.Join("static", "dist", e.Name()))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("static/dist/%s is out of date with web/src (%v): run make web and commit the result", e.Name(), err)
+		}
+	}
+}
+
+// requireNode skips (or, with FRAMESYNC_REQUIRE_BROWSER=1, fails) a test
+// that needs node and web/node_modules.
+func requireNode(t *testing.T) {
+	t.Helper()
+	need := func(what string, err error) {
+		if err == nil {
+			return
+		}
+		if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Skipf("%s: %v (make test installs it)", what, err)
+	}
+	_, err := exec.LookPath("node")
+	need("node", err)
+	_, err = os.Stat(filepath.Join("node_modules", "esbuild"))
+	need("npm packages (npm ci in web/)", err)
+}

@@ -1,0 +1,3 @@
+// placeholder: the room page (being written)
+import {version} from "./framesync.js";
+console.log("framesync", version);

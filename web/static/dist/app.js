@@ -1,0 +1,1 @@
+import{version as o}from"./framesync.js";console.log("framesync",o);
