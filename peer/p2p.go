@@ -41,6 +41,9 @@ type P2POptions struct {
 	Listen []string
 	// NoListen makes the client reachable only through the hub's relay.
 	NoListen bool
+	// HostOptions are passed to libp2p.New after the client's own (tests
+	// use them to put hosts on a simulated network).
+	HostOptions []libp2p.Option
 }
 
 // maxP2PMessage bounds one message on a peer stream.
@@ -104,7 +107,10 @@ func (c *Client) startP2P(opts P2POptions) error {
 	if err != nil {
 		return err
 	}
-	lopts := []libp2p.Option{libp2p.Identity(key), libp2p.EnableRelay(), libp2p.ResourceManager(rm)}
+	// Hole punching (DCUtR) turns a relayed connection between two members
+	// behind NATs into a direct one where the NATs allow it; it needs
+	// public addresses, so it stays idle on a LAN.
+	lopts := []libp2p.Option{libp2p.Identity(key), libp2p.EnableRelay(), libp2p.EnableHolePunching(), libp2p.ResourceManager(rm)}
 	switch {
 	case opts.NoListen:
 		lopts = append(lopts, libp2p.NoListenAddrs)
@@ -113,7 +119,7 @@ func (c *Client) startP2P(opts P2POptions) error {
 	default:
 		lopts = append(lopts, libp2p.ListenAddrStrings(opts.Listen...))
 	}
-	h, err := libp2p.New(lopts...)
+	h, err := libp2p.New(append(lopts, opts.HostOptions...)...)
 	if err != nil {
 		return fmt.Errorf("libp2p host: %w", err)
 	}

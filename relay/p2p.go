@@ -33,6 +33,9 @@ type P2POptions struct {
 	// Listen are the multiaddrs to listen on, e.g.
 	// "/ip4/0.0.0.0/tcp/4001" and "/ip4/0.0.0.0/udp/4001/quic-v1".
 	Listen []string
+	// HostOptions are passed to libp2p.New after the hub's own (tests use
+	// them to put the hub on a simulated network).
+	HostOptions []libp2p.Option
 }
 
 // p2pHub is the hub's libp2p side.
@@ -92,8 +95,8 @@ func (s *Server) startP2P(opts P2POptions) error {
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(opts.Listen...), libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm), libp2p.ForceReachabilityPublic(), libp2p.DisableRelay())
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(opts.Listen...), libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm), libp2p.ForceReachabilityPublic(), libp2p.DisableRelay()}, opts.HostOptions...)...)
 	if err != nil {
 		return fmt.Errorf("relay: libp2p host: %w", err)
 	}
