@@ -123,6 +123,9 @@ func TestAccessMatrix(t *testing.T) {
 		{"GET", "/api/rooms/lab/docs/state", nil, reader},
 		{"POST", "/api/rooms/lab/commit", commit, writer},
 		{"PUT", "/api/rooms/lab/frames/0?base=1", encodeFrame(t, relaytest.Frame(3, 5)), writer},
+		{"POST", "/api/rooms/lab/import?name=x.xyz", []byte("not xyz"), []int{401, 403, 403, 202, 202, 202}},
+		{"GET", "/api/rooms/lab/jobs", nil, reader},
+		{"GET", "/api/rooms/lab/jobs/0123456789abcdef", nil, []int{401, 403, 404, 404, 404, 404}},
 		{"GET", "/api/rooms/lab/acl", nil, admin},
 		{"PUT", "/api/rooms/lab/acl", wire.RoomACL{Roles: map[string]string{"alice": "admin", "bob": "writer", "carol": "reader"}}, admin},
 		// Public room: readable by all, writable by members only.

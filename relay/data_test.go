@@ -510,20 +510,31 @@ func TestReadPaths(t *testing.T) {
 	}
 }
 
+// TestHelloRequired: the first message must be a hello, and a hello may
+// not claim a client ID reserved for the hub's import jobs (their lock
+// holders).
 func TestHelloRequired(t *testing.T) {
 	h := relaytest.Start(t, relay.Options{})
-	ws, _, err := websocket.DefaultDialer.Dial(h.WSURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	b, _ := msgpack.Marshal(&wire.Msg{T: wire.MsgJoin, Room: "default"})
-	ws.WriteMessage(websocket.BinaryMessage, b)
-	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err = ws.ReadMessage()
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != wire.CloseBadHello || !strings.Contains(ce.Text, "hello") {
-		t.Fatalf("join before hello: %v", err)
+	for _, tc := range []struct {
+		first *wire.Msg
+		want  string
+	}{
+		{&wire.Msg{T: wire.MsgJoin, Room: "default"}, "hello"},
+		{&wire.Msg{T: wire.MsgHello, Client: "import:0123456789abcdef"}, "the hub's own"},
+	} {
+		ws, _, err := websocket.DefaultDialer.Dial(h.WSURL(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := msgpack.Marshal(tc.first)
+		ws.WriteMessage(websocket.BinaryMessage, b)
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err = ws.ReadMessage()
+		ws.Close()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != wire.CloseBadHello || !strings.Contains(ce.Text, tc.want) {
+			t.Fatalf("%s %q first: %v", tc.first.T, tc.first.Client, err)
+		}
 	}
 }
 

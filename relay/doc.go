@@ -19,6 +19,13 @@
 // hub checks atomically against the lock's fencing token, the base version
 // and the presence of every blob.
 //
+// Import jobs (import.go): POST /api/rooms/{room}/import takes an xyz or
+// extxyz file, spools it to <data>/imports and imports it in the
+// background: the whole file is parsed and its blobs stored first, so a
+// malformed file changes nothing, then the frames are committed in batches
+// under the trajectory lock like any client's. Members follow the job
+// through "job" messages; jobs are kept in memory only.
+//
 // Each connection has one writer goroutine fed by a bounded queue; a
 // client that does not keep up is dropped (close code wire.CloseTooSlow), never
 // waited for.

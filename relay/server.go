@@ -142,6 +142,7 @@ type Server struct {
 	manifests  *manifestCache
 	blobCache  *lru[framesync.Hash, []byte] // verified blob bytes, for warm reads
 	auth       *auth                        // nil in local mode
+	imports    *importer                    // import jobs (import.go)
 	rate       *rateLimiter
 	p2p        *p2pHub // nil without a libp2p host
 
@@ -225,6 +226,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s.rate = newRateLimiter(opts.Limits.RequestsPerSecond, opts.Limits.Burst)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	imports, err := newImporter(s)
+	if err != nil {
+		return nil, err
+	}
+	s.imports = imports
 	hf, err := s.loadHubFile()
 	if err != nil {
 		return nil, err
@@ -350,6 +356,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	dropAll(conns)
 	s.cancel(errors.New("hub closed"))
+	s.imports.close() // before the leases: jobs release their locks
 	if s.p2p != nil {
 		s.p2p.close()
 	}

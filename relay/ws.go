@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -206,6 +207,9 @@ func (c *conn) hello() error {
 	}
 	if len(m.Client) > 128 || len(m.Name) > 128 {
 		return errors.New("client and name are limited to 128 bytes")
+	}
+	if strings.HasPrefix(m.Client, importHolderPrefix) {
+		return fmt.Errorf("client IDs starting with %q are the hub's own", importHolderPrefix)
 	}
 	c.client, c.name = m.Client, m.Name
 	return nil

@@ -189,6 +189,34 @@ type RoomsListing struct {
 	Removed    []string      `json:"removed,omitempty"` // rooms deleted since (only when not Full)
 }
 
+// Job is a background import job of a room: POST
+// /api/rooms/{room}/import answers one, GET /api/rooms/{room}/jobs lists
+// them, and "job" messages carry one as their payload (encoded with these
+// msgpack tags, so msgpack-decoding the payload into a Job gives it back).
+// Times are RFC 3339 in JSON and msgpack timestamps on the control channel.
+type Job struct {
+	ID   string `json:"id" msgpack:"id"`
+	Room string `json:"room" msgpack:"room"`
+	Name string `json:"name" msgpack:"name"` // the uploaded file's name (?name=)
+	User string `json:"user" msgpack:"user"` // who uploaded it; empty in local mode
+	// State is "queued" (waiting for an import slot or for the trajectory
+	// lock), "running", "done" or "failed".
+	State string `json:"state" msgpack:"state"`
+	// Phase is "parsing" (reading, checking and storing every frame) or
+	// "committing" (appending the frames to the room in batches).
+	Phase   string `json:"phase,omitempty" msgpack:"phase,omitempty"`
+	Message string `json:"message,omitempty" msgpack:"message,omitempty"` // what a queued job waits for
+	// Bytes of the file parsed so far, of TotalBytes.
+	Bytes      int64     `json:"bytes" msgpack:"bytes"`
+	TotalBytes int64     `json:"total_bytes" msgpack:"total_bytes"`
+	Frames     int       `json:"frames" msgpack:"frames"`                   // frames parsed so far
+	Committed  int       `json:"committed" msgpack:"committed"`             // frames appended to the room so far
+	Error      string    `json:"error,omitempty" msgpack:"error,omitempty"` // why a failed job failed
+	Created    time.Time `json:"created" msgpack:"created"`
+	Started    time.Time `json:"started,omitzero" msgpack:"started,omitempty"`
+	Finished   time.Time `json:"finished,omitzero" msgpack:"finished,omitempty"`
+}
+
 // Msg is one control channel message. Only the fields its type uses are
 // set; the rest are omitted on the wire.
 //
@@ -264,6 +292,7 @@ const (
 	MsgPresenter    = "presenter"     // room, holder, expires, state
 	MsgRoomDeleted  = "room_deleted"  // room
 	MsgRole         = "role"          // room, state (the member's new role, after the room's access list changed)
+	MsgJob          = "job"           // room, payload (a Job): an import job of the room changed
 )
 
 // Document names used in sync messages and snapshot routes.
