@@ -64,6 +64,8 @@ func (s *Server) Handler() http.Handler {
 	if s.opts.UI != nil {
 		mux.Handle("GET /{$}", s.opts.UI)
 		mux.Handle("GET /login", s.opts.UI)
+		mux.Handle("GET /rooms", s.opts.UI)
+		mux.Handle("GET /rooms/{name}", s.opts.UI)
 		mux.Handle("GET /ui/", s.opts.UI)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

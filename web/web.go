@@ -13,8 +13,15 @@ import (
 //go:embed static
 var static embed.FS
 
-// Handler serves the UI: GET / (rooms), GET /login, and the assets under
-// /ui/.
+// csp is the pages' Content-Security-Policy.
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'"
+
+// Handler serves the UI: GET / (redirects to the default room),
+// GET /rooms (the room list), GET /rooms/{name} (a room in 3D), GET /login,
+// and the assets under /ui/.
+//
+// Pages load scripts only from the hub; 'wasm-unsafe-eval' lets the client
+// compile Automerge's WebAssembly (it allows WebAssembly, not eval).
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -25,13 +32,17 @@ func Handler() http.Handler {
 	page := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-cache")
-			w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+			w.Header().Set("Content-Security-Policy", csp)
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			http.ServeFileFS(w, r, sub, name)
 		}
 	}
-	mux.HandleFunc("GET /{$}", page("index.html"))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/rooms/default", http.StatusFound)
+	})
+	mux.HandleFunc("GET /rooms", page("index.html"))
 	mux.HandleFunc("GET /login", page("login.html"))
+	mux.HandleFunc("GET /rooms/{name}", page("room.html")) // the page reads the name from its URL
 	mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -3,6 +3,7 @@ package web_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,18 +40,39 @@ func get(t *testing.T, url string) (*http.Response, string) {
 func TestPages(t *testing.T) {
 	h := hubWithUI(t)
 	for _, tc := range []struct{ path, ctype, text string }{
-		{"/", "text/html", `src="/ui/index.js"`},
+		{"/rooms", "text/html", `src="/ui/index.js"`},
 		{"/login", "text/html", `id="password"`},
 		{"/ui/app.js", "javascript", "Authorization"},
 		{"/ui/style.css", "text/css", "body"},
+		{"/ui/dist/app.js", "javascript", "frame-counter"},
 	} {
 		resp, body := get(t, h.URL+tc.path)
 		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), tc.ctype) || !strings.Contains(body, tc.text) {
 			t.Errorf("GET %s: %d %s %.80q", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
 	}
-	if resp, _ := get(t, h.URL+"/"); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+	if resp, _ := get(t, h.URL+"/"); resp.Request.URL.Path != "/rooms/default" {
+		t.Errorf("GET / ends at %s, want the default room", resp.Request.URL.Path)
+	}
+	if resp, _ := get(t, h.URL+"/rooms"); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Error("no content security policy on pages")
+	}
+	// The room page, from the UI handler (the hub routes /rooms/ to it):
+	// Automerge's WebAssembly needs 'wasm-unsafe-eval', nothing else is
+	// loosened.
+	rec := httptest.NewRecorder()
+	web.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/rooms/demo", nil))
+	csp := rec.Header().Get("Content-Security-Policy")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `src="/ui/dist/app.js"`) || !strings.Contains(rec.Body.String(), `id="frame-counter"`) {
+		t.Errorf("GET /rooms/demo: %d %.80q", rec.Code, rec.Body.String())
+	}
+	for _, want := range []string{"default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("room page CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "'unsafe-eval'") {
+		t.Errorf("room page CSP %q allows inline scripts or eval", csp)
 	}
 	if resp, body := get(t, h.URL+"/ui/nothing.js"); resp.StatusCode != 404 {
 		t.Errorf("missing asset: %d %s", resp.StatusCode, body)

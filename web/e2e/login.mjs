@@ -16,7 +16,7 @@ try {
   page.setDefaultTimeout(15000);
 
   // Anonymous: a login link, and the room is not listed.
-  await page.goto(hub + "/");
+  await page.goto(hub + "/rooms");
   await page.waitForSelector("#login");
   check(await page.locator(`tr[data-room="${room}"]`).count() === 0, "an anonymous visitor sees the private room");
 

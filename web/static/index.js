@@ -3,6 +3,28 @@ import {api, el, setToken, token} from "/ui/app.js";
 const who = document.getElementById("who");
 const status = document.getElementById("status");
 const table = document.getElementById("rooms");
+const create = document.getElementById("create");
+const createMessage = document.getElementById("create-message");
+
+// roomURL is the room page's stable address.
+export function roomURL(name) {
+  return "/rooms/" + encodeURIComponent(name);
+}
+
+create.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  createMessage.textContent = "";
+  createMessage.className = "";
+  const name = document.getElementById("new-room").value.trim();
+  const from = document.getElementById("copy-from").value;
+  try {
+    await api("/api/rooms", {method: "POST", body: from ? {name, from} : {name}});
+    location.href = roomURL(name);
+  } catch (e) {
+    createMessage.className = "error";
+    createMessage.textContent = e.status === 409 ? `Room ${name} exists already.` : e.message;
+  }
+});
 
 async function logout() {
   try {
@@ -38,11 +60,15 @@ async function main() {
   const listing = await api("/api/rooms");
   const body = table.querySelector("tbody");
   body.replaceChildren(...listing.rooms.map((r) =>
-    el("tr", {"data-room": r.name}, el("td", {}, r.name), el("td", {}, String(r.frames)),
+    el("tr", {"data-room": r.name}, el("td", {}, el("a", {href: roomURL(r.name)}, r.name)), el("td", {}, String(r.frames)),
       el("td", {}, String(r.generation)), el("td", {}, String(r.members)))));
   status.textContent = listing.rooms.length ? `${listing.rooms.length} rooms you can see` :
     (token() ? "No rooms you can see yet." : "No public rooms: log in to see yours.");
   table.hidden = listing.rooms.length === 0;
+  const from = document.getElementById("copy-from");
+  from.replaceChildren(el("option", {value: ""}, "(empty room)"),
+    ...listing.rooms.map((r) => el("option", {value: r.name}, `${r.name} (${r.frames} frames)`)));
+  create.hidden = !(me.local_mode || me.user);
 }
 
 main().catch((e) => {

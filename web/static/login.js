@@ -13,7 +13,9 @@ form.addEventListener("submit", async (ev) => {
       password: document.getElementById("password").value,
     }});
     setToken(res.token);
-    location.href = "/";
+    // Back to the page that sent us here (a room), never to another site.
+    const next = new URLSearchParams(location.search).get("next") || "/rooms";
+    location.href = /^\/(?![\/\\])/.test(next) ? next : "/rooms";
   } catch (e) {
     message.className = "error";
     message.textContent = e.status === 404 ? "This hub runs in local mode: no login is needed." : e.message;
