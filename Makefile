@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PYTHON := /usr/bin/python3
 FUZZTIME ?= 30s
 BIN := bin/framesync
-APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase
+APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase redis-server
 
 .PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean web
 
@@ -16,7 +16,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## install what the tests need (Debian packages, Chromium, npm packages, Go modules)
-	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null || [ ! -x /usr/bin/chromium ]; then \
+	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/redis-server ]; then \
 		echo "installing $(APT_PACKAGES) chromium"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) chromium >/dev/null; \
@@ -37,7 +37,7 @@ run: build ## start a hub with embedded defaults on 127.0.0.1:5000
 	./$(BIN) hub
 
 test: deps ## run all tests with the race detector
-	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 $(GO) test -race -count=1 ./...
+	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 FRAMESYNC_REQUIRE_REDIS=1 $(GO) test -race -count=1 ./...
 
 vet: ## go vet
 	$(GO) vet ./...
