@@ -1,0 +1,249 @@
+// Package redistest runs a real redis-server for tests: Start launches one
+// on a free port of 127.0.0.1 without persistence, waits until it answers
+// PING and stops it when the test ends. Stop, Start and Restart let fault
+// tests take it away and bring it back on the same address, as a crash and
+// restart of Redis without persistence would; Pause and Resume make it hang
+// and go on.
+//
+// Tests that need Redis are skipped when redis-server is not installed,
+// unless FRAMESYNC_REQUIRE_REDIS=1 (set by make test), where they fail.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to answer PING.
+const startTimeout = 10 * time.Second
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	// Static after Start.
+	Addr string // host:port on 127.0.0.1
+	URL  string // redis://Addr/0, for redis.ParseURL
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+
+	mu   sync.Mutex // guards the fields below
+	proc *process   // nil while stopped
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // set before done is closed
+}
+
+// Binary returns the path of the named Redis program (redis-server,
+// redis-benchmark, redis-cli) or skips t if it is missing; with
+// FRAMESYNC_REQUIRE_REDIS=1 a missing program fails t instead.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("FRAMESYNC_REQUIRE_REDIS") == "1" {
+		t.Fatalf("%s is required (FRAMESYNC_REQUIRE_REDIS=1) but not found: apt-get install redis-server", name)
+	}
+	t.Skipf("%s not found (apt-get install redis-server); skipping", name)
+	return ""
+}
+
+// Start runs a redis-server on a free port of 127.0.0.1 with no
+// persistence (no RDB snapshots, no append-only file) and returns once it answers
+// PING. It is stopped when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t, "redis-server"), dir: t.TempDir()}
+	t.Cleanup(s.Stop)
+	var lastErr error
+	for range 5 { // a port picked free can be taken before redis binds it
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.port = port
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.URL = "redis://" + s.Addr + "/0"
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("redistest: %v", lastErr)
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts the server again on the same address after Stop. It fails
+// the test if the server does not come up.
+func (s *Server) Start() {
+	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("redistest: %v", err)
+	}
+}
+
+// Restart kills the server and starts a new one on the same address: every
+// key is gone, as after a crash of Redis without persistence.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.Start()
+}
+
+// Stop kills the server (SIGKILL, like a crash) and waits until it has
+// exited and its port is closed. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Pause stops the server process (SIGSTOP) without closing its
+// connections: Redis hangs, as on a long GC-like stall or a partition that
+// drops packets. Resume lets it go on.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		s.t.Fatalf("redistest: redis-server on %s is not running", s.Addr)
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("redistest: signal %v: %v", sig, err)
+	}
+}
+
+// Running reports whether the server process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return fmt.Errorf("redis-server on %s is already running", s.Addr)
+	}
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+	)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	p := &process{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := ping(s.Addr)
+		if err == nil {
+			s.proc = p
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("redis-server on %s exited (%v) before answering PING: %s", s.Addr, p.err, strings.TrimSpace(out.String()))
+		case <-time.After(10 * time.Millisecond): // poll interval while waiting for PING
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-p.done
+			return fmt.Errorf("redis-server on %s did not answer PING within %v (%v): %s", s.Addr, startTimeout, err, strings.TrimSpace(out.String()))
+		}
+	}
+}
+
+// ping sends one PING and expects +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// Output returns what the running server has logged so far.
+func (s *Server) Output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return ""
+	}
+	return s.proc.out.String()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
