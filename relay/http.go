@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -81,6 +82,12 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if closed {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.Unavailable, Msg: "hub shutting down"})
 		return
+	}
+	if p, ok := s.leases.(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(r.Context()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	io.WriteString(w, "ready\n")
 }

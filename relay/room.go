@@ -289,6 +289,12 @@ func (r *room) info() (*wire.RoomInfo, error) {
 	r.membersMu.Unlock()
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Client < info.Members[j].Client })
 	grants, err := r.srv.leases.List(r.srv.ctx, r.name)
+	if errors.Is(err, framesync.Unavailable) {
+		// The lock service is away (Redis): the room is still readable,
+		// its locks unknown for now.
+		r.srv.log.Warn("room info without locks", "room", r.name, "err", err)
+		grants, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

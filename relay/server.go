@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -35,9 +36,19 @@ type Options struct {
 	Dir string
 	// Blobs stores frame data.
 	Blobs blobstore.Store
-	// Leases holds locks and presenter tokens. Nil means an embedded
-	// in-process backend with fencing tokens persisted under Dir/leases.
+	// Leases holds locks and presenter tokens. Nil means RedisURL's
+	// backend if set, else an embedded in-process backend; both persist
+	// fencing token high-water marks under Dir/leases.
 	Leases lease.Backend
+	// RedisURL (redis://host:port/db) makes the hub keep locks, presenter
+	// tokens and fencing counters in Redis, shared with every hub using
+	// the same Redis and RedisPrefix (lease.NewRedis). While Redis is
+	// unreachable the hub is not ready (/readyz 503) and refuses commits
+	// and lock requests with an "unavailable" error; reads go on.
+	RedisURL string
+	// RedisPrefix starts the hub's Redis keys; empty means
+	// lease.DefaultRedisPrefix. Hubs serving the same rooms share it.
+	RedisPrefix string
 	// MaxUpload is the largest request body accepted, in bytes. Zero means
 	// 500 MB.
 	MaxUpload int64
@@ -134,7 +145,7 @@ type Server struct {
 	dir        string
 	blobs      blobstore.Store
 	leases     lease.Backend
-	ownsLeases *lease.Memory // non-nil if New created the lease backend
+	ownsLeases io.Closer // non-nil if New created the lease backend
 	hubID      string
 	metrics    *metrics
 	ctx        context.Context
@@ -247,11 +258,19 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("relay: fencing tokens: %w", err)
 		}
-		m, err := lease.NewMemory(&lease.Options{Tokens: toks})
-		if err != nil {
-			return nil, err
+		if opts.RedisURL != "" {
+			r, err := lease.NewRedis(s.ctx, opts.RedisURL, &lease.RedisOptions{Prefix: opts.RedisPrefix, Tokens: toks, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("relay: redis: %w", err)
+			}
+			s.leases, s.ownsLeases = r, r
+		} else {
+			m, err := lease.NewMemory(&lease.Options{Tokens: toks})
+			if err != nil {
+				return nil, err
+			}
+			s.leases, s.ownsLeases = m, m
 		}
-		s.leases, s.ownsLeases = m, m
 	}
 	if err := s.loadRooms(); err != nil {
 		s.closeLeases()

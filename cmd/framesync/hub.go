@@ -16,6 +16,7 @@ import (
 
 	"framesync/blobstore"
 	"framesync/relay"
+	"framesync/relay/lease"
 	"framesync/web"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type hubConfig struct {
 	Addr        string
 	Data        string
 	RedisURL    string
+	RedisPrefix string
 	Blobs       string
 	MaxUploadMB int64
 	LogLevel    string
@@ -77,9 +79,6 @@ FRAMESYNC_SECRET_KEY of at least 32 characters, which signs login tokens)
 users log in ('framesync login') and rooms have reader, writer and admin
 roles; see docs/security.md.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.RedisURL != "" {
-				return usageError{errors.New("--redis-url: the Redis backend is not implemented yet; run without it for embedded defaults")}
-			}
 			if strings.HasPrefix(cfg.Blobs, "s3://") {
 				return usageError{errors.New("--blobs: the S3 blob store is not implemented yet; give a directory or leave it empty")}
 			}
@@ -99,7 +98,8 @@ roles; see docs/security.md.`,
 	f := c.Flags()
 	f.StringVar(&cfg.Addr, "addr", envOr("FRAMESYNC_ADDR", "127.0.0.1:5000"), "listen address (env FRAMESYNC_ADDR)")
 	f.StringVar(&cfg.Data, "data", envOr("FRAMESYNC_DATA", "./framesync-data"), "data directory: room documents, hub identity, fencing tokens (env FRAMESYNC_DATA)")
-	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis URL for many hubs; empty = embedded (env FRAMESYNC_REDIS_URL; not implemented yet)")
+	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis for locks, presenter tokens and fencing counters shared by several hubs, redis://host:port/db; empty = embedded (env FRAMESYNC_REDIS_URL)")
+	f.StringVar(&cfg.RedisPrefix, "redis-prefix", envOr("FRAMESYNC_REDIS_PREFIX", ""), "prefix of the hub's Redis keys; hubs serving the same rooms share it; empty = \""+lease.DefaultRedisPrefix+"\" (env FRAMESYNC_REDIS_PREFIX)")
 	f.StringVar(&cfg.Blobs, "blobs", envOr("FRAMESYNC_BLOBS", ""), "blob store directory; empty = <data>/blobs (env FRAMESYNC_BLOBS)")
 	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
 	f.StringVar(&cfg.LogLevel, "log-level", envOr("FRAMESYNC_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FRAMESYNC_LOG_LEVEL)")
@@ -155,14 +155,16 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		return err
 	}
 	hub, err := relay.New(relay.Options{
-		Dir:       cfg.Data,
-		Blobs:     blobs,
-		MaxUpload: cfg.MaxUploadMB << 20,
-		Logger:    log,
-		Auth:      auth,
-		Limits:    limits(cfg.Limits),
-		UI:        web.Handler(),
-		P2P:       p2pOptions(cfg.P2PListen),
+		Dir:         cfg.Data,
+		Blobs:       blobs,
+		MaxUpload:   cfg.MaxUploadMB << 20,
+		Logger:      log,
+		Auth:        auth,
+		Limits:      limits(cfg.Limits),
+		UI:          web.Handler(),
+		P2P:         p2pOptions(cfg.P2PListen),
+		RedisURL:    cfg.RedisURL,
+		RedisPrefix: cfg.RedisPrefix,
 	})
 	if err != nil {
 		return err
