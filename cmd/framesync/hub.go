@@ -79,6 +79,9 @@ FRAMESYNC_SECRET_KEY of at least 32 characters, which signs login tokens)
 users log in ('framesync login') and rooms have reader, writer and admin
 roles; see docs/security.md.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.RedisURL != "" && !strings.HasPrefix(cfg.RedisURL, "redis://") && !strings.HasPrefix(cfg.RedisURL, "rediss://") {
+				return usageError{fmt.Errorf("--redis-url: %q is not a Redis URL (redis://host:port/db or rediss:// for TLS)", cfg.RedisURL)}
+			}
 			if strings.HasPrefix(cfg.Blobs, "s3://") {
 				return usageError{errors.New("--blobs: the S3 blob store is not implemented yet; give a directory or leave it empty")}
 			}

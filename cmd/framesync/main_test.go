@@ -52,7 +52,7 @@ func TestFrameShow(t *testing.T) {
 		t.Fatalf("truncated frame: exit %d, stderr %q", code, errs)
 	}
 	// Usage errors exit 2.
-	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"hub", "--log-format", "xml"}, {"hub", "--log-level", "loud"}, {"hub", "--redis-url", "redis://x"}, {"frame", "show", "--data", "a,,b", golden}} {
+	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"hub", "--log-format", "xml"}, {"hub", "--log-level", "loud"}, {"hub", "--redis-url", "http://x"}, {"frame", "show", "--data", "a,,b", golden}} {
 		if code, _, errs := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
 		}
