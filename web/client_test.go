@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -92,7 +94,8 @@ const clientXYZ = "2\nframe 0\nH 0 0 0\nO 1 1 0\n2\nframe 1\nH 0 0 1\nO 1 1 1\n2
 
 // TestClientModuleAccessControl runs the access-control part of
 // e2e/client.mjs: a reader's token from localStorage, refused edits, a role
-// change, bad and missing tokens.
+// change, bad and missing tokens, the stored token kept from other hubs,
+// tokens revoked while connected and while away, access withdrawn.
 func TestClientModuleAccessControl(t *testing.T) {
 	requireBrowser(t)
 	h := relaytest.Start(t, relay.Options{UI: web.Handler(), Auth: &relay.AuthOptions{
@@ -125,7 +128,7 @@ func TestClientModuleAccessControl(t *testing.T) {
 	if _, err := room.Append(ctx, clientFrame(t, 0), clientFrame(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"mode": "auth", "room": "lab", "count": 2, "token": ann.Token}
+	want := map[string]any{"mode": "auth", "room": "lab", "count": 2, "token": ann.Token, "password": "ann-password"}
 	runClientScript(ctx, t, want, &clientGoSide{t: t, h: h, room: room})
 }
 
@@ -235,6 +238,36 @@ func (g *clientGoSide) do(ctx context.Context, name string, args []json.RawMessa
 		}
 		acl.Roles[user] = role
 		return c.SetACL(ctx, g.room.Name(), acl)
+	case "drop-role":
+		var user string
+		arg(0, &user)
+		c := g.room.Client()
+		acl, err := c.ACL(ctx, g.room.Name())
+		if err != nil {
+			return err
+		}
+		delete(acl.Roles, user)
+		return c.SetACL(ctx, g.room.Name(), acl)
+	case "revoke":
+		// Straight to the hub's handler: it works while its HTTP is
+		// stopped too (stop-http), so a token can be revoked while a page
+		// cannot reach the hub.
+		var token string
+		arg(0, &token)
+		req := httptest.NewRequest("POST", "/api/auth/logout", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		g.h.Server.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusNoContent {
+			return fmt.Errorf("logout: %d %s", rec.Code, rec.Body)
+		}
+		return nil
+	case "stop-http":
+		g.h.StopHTTP()
+		return nil
+	case "resume-http":
+		g.h.ResumeHTTP()
+		return nil
 	case "stop-hub":
 		g.h.Stop()
 		return nil

@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"framesync"
 	"framesync/peer"
 	"framesync/relay"
 	"framesync/relay/relaytest"
+	"framesync/relay/wire"
 	"framesync/web"
 )
 
@@ -63,6 +66,10 @@ func TestRoomPageFollowsPresenter(t *testing.T) {
 				s, err := rh.room.State().Step()
 				return err == nil && s == step, s
 			})
+		case "append":
+			var n int
+			json.Unmarshal(args[0], &n)
+			return rh.append(n)
 		}
 		return errUnknown
 	})
@@ -120,11 +127,7 @@ func TestRoomPageOffline(t *testing.T) {
 			rh.h.Resume()
 			return rh.gc.WaitConnected(rh.ctx)
 		case "append":
-			if err := rh.room.WaitSynced(rh.ctx); err != nil {
-				return err
-			}
-			_, err := rh.room.Append(rh.ctx, crystal(rh.room.Len()))
-			return err
+			return rh.append(1)
 		}
 		return errUnknown
 	})
@@ -141,6 +144,49 @@ func TestRoomPageSharedSelection(t *testing.T) {
 				s, err := rh.room.State().Selection()
 				return err == nil && slices.Equal(s, want), s
 			})
+		}
+		return errUnknown
+	})
+}
+
+// TestRoomPageAccessEnds takes a page's access away while it is open, on
+// a hub with logins: bob's role is removed (his page says his access was
+// withdrawn), ann's token is revoked (her page says she is signed out and
+// links to the login, which leads back to the room), the room is deleted
+// (the page says so).
+func TestRoomPageAccessEnds(t *testing.T) {
+	opts := relay.Options{UI: web.Handler(), Auth: &relay.AuthOptions{
+		AdminUser: "root", AdminPassword: "root-password", Secret: []byte("0123456789abcdef0123456789abcdef"), PasswordCost: bcrypt.MinCost,
+	}}
+	login := func(h *relaytest.Hub) string {
+		var root wire.LoginResponse
+		h.JSON("POST", "/api/auth/login", wire.LoginRequest{Username: "root", Password: "root-password"}, &root)
+		for _, u := range []string{"ann", "bob"} {
+			if code, body := h.Do("POST", "/api/users", wire.LoginRequest{Username: u, Password: u + "-password"}, "Authorization", "Bearer "+root.Token); code != 201 {
+				t.Fatalf("create %s: %d %s", u, code, body)
+			}
+		}
+		return root.Token
+	}
+	rh := startRoomHubWith(t, opts, login, 3, crystal)
+	roles := map[string]string{"root": "admin", "ann": "writer", "bob": "writer"}
+	if err := rh.gc.SetACL(rh.ctx, rh.name, &wire.RoomACL{Roles: roles}); err != nil {
+		t.Fatal(err)
+	}
+	rh.run("access", func(cmd string, args []json.RawMessage) error {
+		switch cmd {
+		case "set-role":
+			var user, role string
+			json.Unmarshal(args[0], &user)
+			json.Unmarshal(args[1], &role)
+			if role == "" {
+				delete(roles, user)
+			} else {
+				roles[user] = role
+			}
+			return rh.gc.SetACL(rh.ctx, rh.name, &wire.RoomACL{Roles: roles})
+		case "delete-room":
+			return rh.gc.DeleteRoom(rh.ctx, rh.name)
 		}
 		return errUnknown
 	})
@@ -186,6 +232,13 @@ type roomHub struct {
 // "demo".
 func startRoomHub(t *testing.T, n int, frame func(int) *framesync.Frame) *roomHub {
 	t.Helper()
+	return startRoomHubWith(t, relay.Options{UI: web.Handler()}, nil, n, frame)
+}
+
+// startRoomHubWith is startRoomHub on a hub with opts; login, if not nil,
+// prepares the hub and returns the token the Go client connects with.
+func startRoomHubWith(t *testing.T, opts relay.Options, login func(*relaytest.Hub) string, n int, frame func(int) *framesync.Frame) *roomHub {
+	t.Helper()
 	requireNode(t)
 	for _, p := range []string{chromiumPath(), filepath.Join("node_modules", "playwright-core")} {
 		if _, err := os.Stat(p); err != nil {
@@ -197,10 +250,13 @@ func startRoomHub(t *testing.T, n int, frame func(int) *framesync.Frame) *roomHu
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	h := relaytest.Start(t, relay.Options{UI: web.Handler()})
+	h := relaytest.Start(t, opts)
 	rh := &roomHub{t: t, ctx: ctx, h: h, url: h.URL, name: "demo"}
-	rh.url = h.URL
-	gc, err := peer.Connect(ctx, h.URL, &peer.Options{Name: "go", Cache: t.TempDir(), MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	token := ""
+	if login != nil {
+		token = login(h)
+	}
+	gc, err := peer.Connect(ctx, h.URL, &peer.Options{Name: "go", Token: token, Cache: t.TempDir(), MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +304,19 @@ func (rh *roomHub) eventually(what string, cond func() (bool, any)) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// append appends n more frames to the room.
+func (rh *roomHub) append(n int) error {
+	if err := rh.room.WaitSynced(rh.ctx); err != nil {
+		return err
+	}
+	frames := make([]*framesync.Frame, n)
+	for i := range frames {
+		frames[i] = crystal(rh.room.Len() + i)
+	}
+	_, err := rh.room.Append(rh.ctx, frames...)
+	return err
 }
 
 // run runs a scenario of e2e/room.mjs, answering its Go-side commands with

@@ -2,8 +2,8 @@
 // web/src/app.js) in headless Chromium against a real hub, with a Go client
 // run by web/room_test.go on the other side. Usage:
 //   node room.mjs HUB_URL ROOM SCENARIO ARTIFACT_DIR
-// Scenarios: view, follow, edit, upload, offline, select, perf (see the Go
-// tests of the same names). Steps that need the Go side print one line
+// Scenarios: view, follow, edit, upload, offline, select, access, perf (see
+// the Go tests of the same names). Steps that need the Go side print one line
 //   go <command> <JSON arguments>
 // and wait for "ok" (or "fail <why>") on stdin. Lines starting with "# " are
 // logged by the Go test; "perf <json>" carries measurements. Prints "PASS"
@@ -24,10 +24,18 @@ const browser = await launch();
 const pageErrors = [];
 
 // openRoom opens the room page in a new browser context (its own
-// localStorage, so its own client) as user name.
-async function openRoom(name, {wantFrame = true} = {}) {
+// localStorage, so its own client) as user name; token: a login token the
+// page starts with (stored once: what the pages do with it afterwards
+// stays).
+async function openRoom(name, {wantFrame = true, token = ""} = {}) {
   const context = await browser.newContext({viewport: {width: 1280, height: 800}});
-  await context.addInitScript((n) => localStorage.setItem("framesync.name", n), name);
+  await context.addInitScript(([n, t]) => {
+    localStorage.setItem("framesync.name", n);
+    if (t && !sessionStorage.getItem("test.token-set")) {
+      localStorage.setItem("framesync.token", t);
+      sessionStorage.setItem("test.token-set", "1");
+    }
+  }, [name, token]);
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
@@ -52,6 +60,11 @@ async function waitShown(page, index) {
 }
 
 const counter = (page) => page.textContent("#frame-counter");
+
+// waitControl waits until nobody presents to page and its player is back.
+async function waitControl(page, timeout = 5000) {
+  await page.waitForFunction(() => document.getElementById("presenter-badge").hidden && !document.getElementById("slider").disabled, null, {timeout});
+}
 
 async function waitCounter(page, text, timeout = TIMEOUT) {
   await page.waitForFunction((t) => document.getElementById("frame-counter").textContent === t, text, {timeout});
@@ -139,6 +152,57 @@ const scenarios = {
     await page.waitForFunction(() => window.framesync.viewer.info().selected === 1 && !window.framesync.viewer.pending);
     await page.screenshot({path: join(artifacts, "room-page.png")});
 
+    step("a frame without atomic numbers: drawn as element X, and the page says so");
+    await page.evaluate(() => {
+      const r = window.framesync.room;
+      window.realFrame = r.frame;
+      r.frame = async (...args) => ({...(await window.realFrame.apply(r, args)), numbers: null});
+    });
+    await page.click("#next");
+    await waitShown(page, 1);
+    const noNumbers = await page.evaluate(() => ({info: window.framesync.viewer.info(), message: document.getElementById("stage-message").textContent,
+      hidden: document.getElementById("stage-message").hidden, atoms: document.getElementById("view").dataset.atoms}));
+    step(`numberless frame: ${noNumbers.info.atoms} atoms drawn, message "${noNumbers.message}"`);
+    check(noNumbers.info.atoms === 512 && noNumbers.atoms === "512", `a frame without numbers draws ${noNumbers.info.atoms} atoms (canvas says ${noNumbers.atoms}), want 512`);
+    check(!noNumbers.hidden && noNumbers.message.includes("no atomic numbers"), `no message about the missing numbers: ${noNumbers.message}`);
+    await page.evaluate(() => {
+      window.framesync.room.frame = window.realFrame;
+    });
+    await page.click("#prev");
+    await waitShown(page, 0);
+    await page.waitForSelector("#stage-message", {state: "hidden"});
+
+    step("impostor buffers that grow free the ones they replace");
+    const live = await page.evaluate(() => {
+      const canvas = document.createElement("canvas");
+      canvas.style.cssText = "position: fixed; left: 0; top: 0; width: 200px; height: 200px";
+      document.body.append(canvas);
+      const v = new window.framesync.viewer.constructor(canvas);
+      const gl = v.renderer.getContext();
+      let buffers = 0; // WebGL buffers alive
+      const create = gl.createBuffer.bind(gl);
+      const remove = gl.deleteBuffer.bind(gl);
+      gl.createBuffer = () => (buffers++, create());
+      gl.deleteBuffer = (b) => (b && buffers--, remove(b));
+      const n = 6000; // past impostorAbove
+      const pos = new Float64Array(3 * n);
+      for (let i = 0; i < n; i++) pos.set([2 * (i % 20), 2 * ((i / 20 | 0) % 20), 2 * (i / 400 | 0)], 3 * i); // a grid
+      v.show({numbers: new Int32Array(n).fill(8), positions: pos, cell: null});
+      v.render();
+      const out = [v.info().impostors];
+      for (const k of [20, 200, 2000]) { // the halo's buffers grow each time
+        v.setSelection(Array.from({length: k}, (_, i) => i));
+        v.render();
+        out.push(buffers);
+      }
+      v.dispose();
+      canvas.remove();
+      return out;
+    });
+    step(`impostors ${live[0]}; WebGL buffers alive after selecting 20, 200, 2000 atoms: ${live.slice(1)}`);
+    check(live[0], "6,000 atoms are not drawn as impostors");
+    check(live[1] === live[2] && live[2] === live[3], `WebGL buffers leak as the impostor halo grows: ${live.slice(1)}`);
+
     step("the room list links here; a copy of the room made from it opens at its own URL");
     await page.goto(hub + "/rooms");
     await page.click(`tr[data-room="${roomName}"] a`);
@@ -160,6 +224,13 @@ const scenarios = {
     await page.waitForFunction(() => window.framesync && window.framesync.room && window.framesync.room.name === "new-one");
     check(await counter(page) === "0/0", `a new room reads ${await counter(page)}`);
     await page.waitForSelector("#stage-message:not([hidden])");
+
+    step("an address whose room name does not decode: an error, not a blank page");
+    await page.goto(hub + "/rooms/%E0%A4");
+    await page.waitForSelector("#stage-message:not([hidden])");
+    const bad = await page.textContent("#stage-message");
+    step(`message: ${bad}`);
+    check(bad.includes("names no room"), `a malformed room address shows: ${bad}`);
   },
 
   // (2) Scrubbing in one page presents: the other follows within a second
@@ -191,10 +262,11 @@ const scenarios = {
     const mid = await counter(a);
     await waitCounter(b, mid, 1000);
 
-    step("ann lets go: control returns to bob");
-    await a.mouse.up();
-    await b.waitForFunction(() => document.getElementById("presenter-badge").hidden && !document.getElementById("slider").disabled);
+    step("ann's drag is cancelled (as a touch drag ends): control returns to bob");
+    await a.dispatchEvent("#slider", "pointercancel"); // no pointerup
+    await waitControl(b); // within 5 s: the 10 s idle limit is not what released it
     await a.waitForFunction(() => document.getElementById("presenter-badge").hidden);
+    await a.mouse.up();
     const [ca, cb] = [await counter(a), await counter(b)];
     check(ca === cb, `after presenting ann shows ${ca}, bob ${cb}`);
     await b.click("#first");
@@ -202,6 +274,44 @@ const scenarios = {
     await waitShown(b, 0);
     check(await counter(a) === ca, "bob's local step moved ann");
     await goSide("expect-step", Number(ca.split("/")[0]) - 1); // the hub wrote the presenter's last step
+
+    step("ann drags again, then her window loses focus: control returns to bob");
+    await a.mouse.move(box.x + 4, y);
+    await a.mouse.down();
+    await a.mouse.move(box.x + 4 + (box.width - 8) / 3, y);
+    await waitCounter(b, await counter(a));
+    await b.waitForFunction(() => !document.getElementById("presenter-badge").hidden);
+    await a.evaluate(() => window.dispatchEvent(new Event("blur")));
+    await waitControl(b);
+    await a.mouse.up();
+
+    step("a press on the slider whose release never comes: presenting ends 10 s after the last input");
+    await a.dispatchEvent("#slider", "pointerdown");
+    await b.waitForFunction(() => !document.getElementById("presenter-badge").hidden);
+    const t1 = Date.now();
+    await waitControl(b, 20000);
+    step(`bob regained control ${Date.now() - t1} ms after ann's press`);
+    check(Date.now() - t1 > 8000, "the held press stopped presenting before the idle limit");
+
+    step("ann presents a frame bob does not have yet; the frames arrive after it");
+    await b.click("#first");
+    await waitCounter(b, `1/${n}`);
+    await a.evaluate(async (s) => {
+      await window.framesync.room.present();
+      window.framesync.room.sendFrame(s);
+    }, n + 1);
+    await waitCounter(b, `${n}/${n}`); // clamped: frame n+2 is not there yet
+    await goSide("append", 2);
+    await waitCounter(b, `${n + 2}/${n + 2}`, 5000);
+    await waitShown(b, n + 1);
+    await a.evaluate(() => window.framesync.room.unpresent());
+    await waitControl(b);
+
+    step("bob leaves: ann forgets his presence");
+    const bobID = await b.evaluate(() => window.framesync.client.id);
+    await a.waitForFunction((id) => window.framesync.presence.has(id), bobID);
+    await b.context().close();
+    await a.waitForFunction((id) => !window.framesync.presence.has(id) && !document.querySelector(`#members li[data-client="${id}"]`), bobID);
   },
 
   // (3) A Go client edits the frame the page shows: the page updates.
@@ -262,6 +372,68 @@ const scenarios = {
     check(await counter(a) === `1/${frames}`, `the room changed: ${await counter(a)}`);
     await goSide("expect-length", frames);
     await a.screenshot({path: join(artifacts, "upload-failed-page.png")});
+
+    step("60 more imports (all malformed): the list keeps the newest 50 or so");
+    await drop(a, Array.from({length: 60}, (_, k) => [`bad-${k}.xyz`, bad.join("\n")]));
+    await a.waitForFunction(() => document.querySelector("#jobs li[data-job]") &&
+      !document.querySelector("#jobs li[data-state=running], #jobs li[data-state=queued]"), null, {timeout: 60000});
+    const listed = await a.evaluate(() => ({items: document.querySelectorAll("#jobs li[data-job]").length, jobs: window.framesync.jobs.size,
+      newest: document.querySelector("#jobs li[data-job] strong").textContent}));
+    step(`jobs listed: ${listed.items} (the page keeps ${listed.jobs}), newest ${listed.newest}`);
+    // At most 50; a few fewer when pruning ran while an upload's own entry
+    // and the hub's job for it were both listed (the first goes when the
+    // upload returns).
+    check(listed.items <= 50 && listed.items >= 40 && listed.jobs === listed.items, `the page lists ${listed.items} jobs and keeps ${listed.jobs}, want 40 to 50`);
+  },
+
+  // (7) Access ends while the page is open: a member whose access is
+  // withdrawn, a login revoked (logged out elsewhere), a room deleted. Each
+  // page says so and stays; the signed-out one leads to the login and back.
+  async access() {
+    const token = async (user) => {
+      const r = await fetch(`${hub}/api/auth/login`, {method: "POST", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({username: user, password: `${user}-password`})});
+      check(r.ok, `login ${user}: ${r.status}`);
+      return (await r.json()).token;
+    };
+    const tokens = {ann: await token("ann"), bob: await token("bob")};
+    const a = await openRoom("ann", {token: tokens.ann});
+    const b = await openRoom("bob", {token: tokens.bob});
+
+    step("bob's access is withdrawn");
+    await goSide("set-role", "bob", "");
+    await b.waitForSelector("#stage-message[data-reason=evicted]:not([hidden])");
+    step(`bob sees: ${await b.textContent("#stage-message")}`);
+    await b.click("#next"); // a frame bob can no longer fetch: the notice stays
+    await b.waitForFunction(() => window.framesync.step === 1 && document.getElementById("loading").hidden);
+    const still = await b.textContent("#stage-message");
+    check(still.includes("withdrawn") && await b.getAttribute("#stage-message", "data-reason") === "evicted", `bob's notice went: ${still}`);
+    await b.screenshot({path: join(artifacts, "evicted.png")});
+
+    step("ann's login is revoked (she logged out elsewhere)");
+    const out = await fetch(`${hub}/api/auth/logout`, {method: "POST", headers: {Authorization: `Bearer ${tokens.ann}`}});
+    check(out.ok, `logout: ${out.status}`);
+    await a.waitForSelector("#stage-message[data-reason=unauthorized]:not([hidden])");
+    await a.waitForSelector("#connection[data-state=signed-out]");
+    step(`ann sees: ${await a.textContent("#stage-message")} / ${await a.textContent("#connection")}`);
+    await a.screenshot({path: join(artifacts, "signed-out.png")});
+    const href = await a.getAttribute("#login-again", "href");
+    check(href === `/login?next=${encodeURIComponent(`/rooms/${encodeURIComponent(roomName)}`)}`, `the login link is ${href}`);
+    await a.click("#login-again");
+    await a.waitForURL((u) => u.pathname === "/login");
+    await a.fill("#username", "ann");
+    await a.fill("#password", "ann-password");
+    await a.click("button[type=submit]");
+    await a.waitForURL(`${hub}/rooms/${encodeURIComponent(roomName)}`);
+    await a.waitForFunction(() => window.framesync && window.framesync.room);
+    await waitShown(a);
+    await a.waitForSelector("#connection[data-state=online]");
+    check(await a.isHidden("#stage-message"), `after logging in again ann sees: ${await a.textContent("#stage-message")}`);
+
+    step("the room is deleted");
+    await goSide("delete-room");
+    await a.waitForSelector("#stage-message[data-reason=deleted]:not([hidden])");
+    step(`ann sees: ${await a.textContent("#stage-message")}`);
   },
 
   // (5) The hub stops: the page says offline and keeps the last frame;
@@ -387,15 +559,17 @@ function extxyz(frames, n) {
   return out.join("\n") + "\n";
 }
 
-// drop drops a file with text onto the page, as a user dragging it in.
+// drop drops a file with text onto the page, as a user dragging it in;
+// files: [[name, text], …] drops several at once.
 async function drop(page, name, text) {
-  await page.evaluate(([name, text]) => {
+  const files = Array.isArray(name) ? name : [[name, text]];
+  await page.evaluate((files) => {
     const dt = new DataTransfer();
-    dt.items.add(new File([text], name, {type: "chemical/x-xyz"}));
+    for (const [name, text] of files) dt.items.add(new File([text], name, {type: "chemical/x-xyz"}));
     for (const type of ["dragenter", "dragover", "drop"]) {
       document.querySelector(".view-wrap").dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
     }
-  }, [name, text]);
+  }, files);
 }
 
 try {

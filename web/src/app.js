@@ -6,7 +6,14 @@
 //     takes the room's presenter token (room.present(), renewed every 2 s while
 //     scrubbing) and sends each step (room.sendFrame); every other page follows
 //     and shows a badge naming the presenter, with its own player disabled.
-//     Letting go (pointer up, then 1.2 s without input) gives the token back.
+//     Letting go (pointer up or cancelled, the slider losing the pointer, the
+//     window losing focus; then 1.2 s without input) gives the token back,
+//     and so do 10 s without slider input while the pointer seems held: a
+//     lost pointerup never leaves the room locked to this page.
+//   - A presenter's step can name a frame this page does not have yet (its
+//     trajectory update still on the way, e.g. right after an import): the
+//     page clamps, remembers the step, and goes there when the trajectory
+//     catches up.
 //   - When nobody presents, each page steps on its own (buttons, keys, play,
 //     bookmarks). Local steps are not written to the state document: that
 //     would add an Automerge change per played frame and drag every other page
@@ -21,6 +28,12 @@
 // shows progress; the page never waits on a fetch. The client fetches only
 // the fields that changed and caches frames, so steps already seen also work
 // offline.
+//
+// The page stops pretending when the room is out of reach for good: a token
+// revoked or expired (the client's "error" event with code "unauthorized")
+// shows a notice with a link to log in again; access withdrawn ("evicted")
+// and a deleted room show theirs. These notices stay until the page is
+// reloaded (or, for the login, the connection comes back).
 import {connect} from "./framesync.js";
 import {Viewer} from "./viewer.js";
 import {el, renderBookmarks, renderJobs, renderLocks, renderMembers, renderSelection} from "./ui-panel.js";
@@ -28,6 +41,9 @@ import {el, renderBookmarks, renderJobs, renderLocks, renderMembers, renderSelec
 const fields = ["numbers", "positions", "cell", "pbc"];
 const renewEvery = 2000; // ms: the presenter token expires 5 s after the last renewal
 const releaseAfter = 1200; // ms without scrubbing before the token is given back
+const idleRelease = 10000; // ms without slider input after which a held pointer no longer presents
+const followGrace = 5000; // ms after a presenter's last frame in which a late trajectory still applies it
+const keepJobs = 50; // import jobs listed; older finished ones are forgotten
 const playInterval = 50; // ms: at most 20 frames per second when playing
 
 const $ = (id) => document.getElementById(id);
@@ -41,9 +57,21 @@ const ui = {
   locks: $("locks"), jobs: $("jobs"), file: $("file"),
 };
 
-const roomName = decodeURIComponent(location.pathname.replace(/^\/rooms\//, "").replace(/\/$/, ""));
-document.title = `${roomName} · framesync`;
-ui.name.textContent = roomName;
+// roomFromPath returns the room named by the page's URL, null if the path
+// does not decode (a malformed %-escape).
+function roomFromPath() {
+  try {
+    return decodeURIComponent(location.pathname.replace(/^\/rooms\//, "").replace(/\/$/, ""));
+  } catch (e) {
+    return null;
+  }
+}
+
+const roomName = roomFromPath();
+if (roomName !== null) {
+  document.title = `${roomName} · framesync`;
+  ui.name.textContent = roomName;
+}
 
 let client, room, viewer;
 let length = 0;
@@ -51,15 +79,48 @@ let step = 0; // the step this page wants to show
 let shown = null; // {index, id, version, numbers} of the frame on screen
 let selection = [];
 let presenter = null; // {holder, name, expires} or null
-const presence = new Map(); // client -> payload
-const jobs = new Map(); // id -> job
+let presenterStep = null; // {step, holder, at}: the last step another member presented
+const presence = new Map(); // client -> payload, of current members only
+const jobs = new Map(); // id -> job, at most keepJobs unless more are running
+const forgotten = new Set(); // IDs of jobs pruned from jobs (bounded)
 let everOnline = false;
 let ready = false; // joined and wired: messages about the room may show
+let signedOut = false; // the hub refused the token: no reconnect will help
+let notice = null; // {reason, text}: a lasting message (signed out, evicted, deleted)
+let startToken = null; // the login token the client connected with (from localStorage)
 
+// setMessage shows a passing message over the view ("" hides it); a
+// lasting notice stays in its place.
 function setMessage(text, kind = "info") {
+  if (notice) return;
   ui.message.hidden = !text;
   ui.message.textContent = text || "";
   ui.message.className = `stage-message ${kind}`;
+}
+
+// showNotice shows a message that stays: the room is out of reach until
+// the user acts. extra: elements after the text (a link). The first notice
+// stays: a rejoin refused after an eviction is reported as a deletion,
+// and the login link must not go.
+function showNotice(reason, text, ...extra) {
+  if (notice) return;
+  notice = {reason, text};
+  ui.message.hidden = false;
+  ui.message.className = "stage-message error notice";
+  ui.message.dataset.reason = reason;
+  ui.message.replaceChildren(text, ...extra.flatMap((e) => [" ", e]));
+}
+
+function clearNotice(reason) {
+  if (!notice || notice.reason !== reason) return;
+  notice = null;
+  delete ui.message.dataset.reason;
+  setMessage("");
+}
+
+// loginURL is the login page, coming back here afterwards.
+function loginURL() {
+  return "/login?next=" + encodeURIComponent(location.pathname + location.search + location.hash);
 }
 
 // ---- connection ----
@@ -68,12 +129,38 @@ function showConnection(status) {
   // The client says connecting, online or offline. While the hub is away
   // it alternates between offline and connecting (each retry): the page
   // says "offline · reconnecting…" throughout instead of flickering.
+  // Signed out (the token refused), retrying cannot help: it says so.
   if (status === "online") everOnline = true;
-  const state = status === "online" ? "online" : everOnline || status === "offline" ? "offline" : "connecting";
+  const state = signedOut ? "signed-out" : status === "online" ? "online" : everOnline || status === "offline" ? "offline" : "connecting";
   ui.conn.dataset.state = state;
-  ui.conn.textContent = state === "offline" ? "offline · reconnecting…" : state;
+  ui.conn.textContent = {offline: "offline · reconnecting…", "signed-out": "signed out"}[state] || state;
   ui.members.classList.toggle("stale", state !== "online"); // as last seen
-  ui.conn.title = status === "online" ? "connected to the hub" : "not connected: the last frame stays on screen; changes sync when the hub is back";
+  ui.conn.title = state === "online" ? "connected to the hub" : state === "signed-out" ? "the hub no longer accepts this login: log in again" :
+    "not connected: the last frame stays on screen; changes sync when the hub is back";
+}
+
+// unauthorized handles the hub refusing the token while connected (revoked
+// by a logout, expired, the user deleted): the client stops reconnecting,
+// the page says why and links to the login, which comes back here.
+function unauthorized(err) {
+  signedOut = true;
+  // The token is dead: forget it (the login page would send it along and be
+  // refused), unless another tab has stored a new one meanwhile.
+  if (startToken && localStorage.getItem("framesync.token") === startToken) localStorage.removeItem("framesync.token");
+  stopPlaying();
+  stopPresenting();
+  showConnection(client.status);
+  const link = el("a", {id: "login-again", href: loginURL()}, "Log in again");
+  showNotice("unauthorized", `Signed out: the hub no longer accepts this login (${err.message || "token revoked or expired"}). The last frame stays on screen.`, link);
+}
+
+// roomGone handles the room becoming unreachable for good: access
+// withdrawn or the room deleted. What was loaded stays on screen.
+function roomGone(reason, text) {
+  stopPlaying();
+  stopPresenting();
+  presenterStep = null;
+  showNotice(reason, text, el("a", {href: "/rooms"}, "Other rooms"));
 }
 
 // ---- frames ----
@@ -114,14 +201,14 @@ async function pump() {
   ui.loading.hidden = false;
   try {
     const f = await room.frame(i, {fields});
-    viewer.show(f);
+    const drawn = viewer.show(f);
     shown = {index: i, id: f.id, version: f.version, numbers: f.numbers};
     ui.canvas.dataset.frame = String(i);
     ui.canvas.dataset.frameId = f.id || "";
     ui.canvas.dataset.version = String(f.version ?? "");
-    ui.canvas.dataset.atoms = String(f.numbers ? f.numbers.length : 0);
-    ui.canvas.setAttribute("aria-label", `3D view of frame ${i + 1} of ${length}: ${f.numbers ? f.numbers.length : 0} atoms`);
-    setMessage("");
+    ui.canvas.dataset.atoms = String(drawn.atoms);
+    ui.canvas.setAttribute("aria-label", `3D view of frame ${i + 1} of ${length}: ${drawn.atoms} atoms`);
+    setMessage(drawn.warning ? `Frame ${i + 1}: ${drawn.warning}` : "", drawn.warning ? "error" : "info");
     renderSelection(ui.selection, ui.clearSelection, selection, shown.numbers);
   } catch (err) {
     // Not retried in a loop: the next step, trajectory change or reconnect asks again.
@@ -161,6 +248,7 @@ function setStep(i, source = "local") {
   if (length === 0) i = 0;
   else i = Math.max(0, Math.min(length - 1, i | 0));
   const moved = i !== step;
+  if (source === "local" || source === "scrub") presenterStep = null; // the user took over
   step = i;
   updatePlayer();
   if (source === "scrub" || (source === "local" && presenting)) sendStep();
@@ -188,7 +276,8 @@ let presenting = false;
 let presentPending = null;
 let renewTimer = 0;
 let releaseTimer = 0;
-let pointerDown = false;
+let pointerDown = false; // the slider is being dragged
+let lastInput = 0; // Date.now() of the last slider input or press
 
 function presenterName() {
   if (!presenter) return "";
@@ -201,6 +290,10 @@ function startPresenting() {
   if (presenting || presentPending) return;
   stopPlaying();
   presentPending = room.present().then(() => {
+    if (notice) { // signed out, evicted or deleted meanwhile
+      room.unpresent().catch(() => {});
+      return;
+    }
     presenting = true;
     clearInterval(renewTimer);
     renewTimer = setInterval(() => {
@@ -237,18 +330,39 @@ function scheduleRelease() {
   releaseTimer = setTimeout(release, releaseAfter);
 }
 
+// release gives the token back once the slider is let go, or once a held
+// pointer has not moved it for idleRelease (its pointerup may never come).
 function release() {
-  if (pointerDown || presentPending) {
+  if (presentPending || (pointerDown && Date.now() - lastInput < idleRelease)) {
     scheduleRelease();
     return;
   }
+  pointerDown = false;
   if (!presenting) return;
   presenting = false;
   clearInterval(renewTimer);
   room.unpresent().catch(() => {}); // it expires anyway
 }
 
+// endDrag ends a slider drag however it ends: pointerup, pointercancel
+// (touch), the slider losing pointer capture, the window losing focus.
+function endDrag() {
+  if (!pointerDown) return;
+  pointerDown = false;
+  scheduleRelease();
+}
+
+// stopPresenting drops presenting at once, without asking the hub (signed
+// out, evicted, deleted: it cannot answer; the token expires).
+function stopPresenting() {
+  pointerDown = false;
+  presenting = false;
+  clearInterval(renewTimer);
+  clearTimeout(releaseTimer);
+}
+
 function scrubbed() {
+  lastInput = Date.now();
   setStep(Number(ui.slider.value), "scrub");
   startPresenting();
   scheduleRelease();
@@ -332,6 +446,37 @@ function showMembers() {
   renderMembers(ui.members, room.members, client.id, presence);
 }
 
+// prunePresence forgets the presence of clients no longer in the room.
+function prunePresence() {
+  const here = new Set((room.members || []).map((m) => m.client ?? m));
+  for (const id of presence.keys()) if (!here.has(id)) presence.delete(id);
+}
+
+// following tells whether this page follows holder's presenting.
+function following(holder) {
+  return !!presenter && presenter.holder === holder && holder !== client.id;
+}
+
+// presented moves to a step another member presented. A step past the
+// trajectory this page has (its update still on the way) is clamped for
+// now and remembered: catchUp applies it when the frames arrive.
+function presented(m) {
+  if (m.client === client.id || !Number.isInteger(m.step)) return;
+  presenterStep = {step: m.step, holder: m.client, at: Date.now()};
+  setStep(m.step, "presenter");
+}
+
+// catchUp, on a trajectory change, goes to the step the presenter asked for
+// if this page could not show it before: while following, or shortly after
+// the presenter's last frame if the user did not step since.
+function catchUp() {
+  const p = presenterStep;
+  if (!p || length === 0) return;
+  if (!following(p.holder) && (presenter || Date.now() - p.at > followGrace)) return;
+  const target = Math.min(p.step, length - 1);
+  if (target !== step) setStep(target, "presenter");
+}
+
 function showLocks() {
   renderLocks(ui.locks, room.locks, memberName, frameIndex);
 }
@@ -361,9 +506,27 @@ function showJobs() {
 
 let jobSeq = 0;
 function putJob(j) {
+  if (forgotten.has(j.id)) return; // pruned: a late report of a finished job
   const old = jobs.get(j.id);
   jobs.set(j.id, {...old, ...j, seq: old ? old.seq : ++jobSeq});
+  pruneJobs();
   showJobs();
+}
+
+// pruneJobs keeps the keepJobs newest jobs: older finished ones are
+// forgotten (running and queued ones stay, however many).
+function pruneJobs() {
+  if (jobs.size <= keepJobs) return;
+  const finished = [...jobs.values()].filter((j) => j.state === "done" || j.state === "failed").sort((a, b) => a.seq - b.seq);
+  for (const j of finished) {
+    if (jobs.size <= keepJobs) break;
+    jobs.delete(j.id);
+    forgotten.add(j.id);
+  }
+  for (const id of forgotten) {
+    if (forgotten.size <= 10 * keepJobs) break;
+    forgotten.delete(id); // the oldest first
+  }
 }
 
 // ---- upload ----
@@ -427,12 +590,15 @@ function setupControls() {
   ui.play.addEventListener("click", () => (playTimer ? stopPlaying() : startPlaying()));
   ui.slider.addEventListener("pointerdown", () => {
     pointerDown = true;
+    lastInput = Date.now();
     startPresenting();
   });
-  window.addEventListener("pointerup", () => {
-    if (!pointerDown) return;
-    pointerDown = false;
-    scheduleRelease();
+  // However the drag ends: a touch drag often ends with pointercancel, and
+  // a pointerup outside the window or after a focus change never comes.
+  for (const type of ["pointerup", "pointercancel", "blur"]) window.addEventListener(type, endDrag);
+  ui.slider.addEventListener("lostpointercapture", endDrag);
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) endDrag();
   });
   ui.slider.addEventListener("input", scrubbed);
   document.addEventListener("keydown", (e) => {
@@ -501,17 +667,33 @@ async function main() {
   const name = await displayName();
   if (name === null) return;
   ui.who.textContent = name;
-  client = await connect(location.origin, {name});
+  startToken = localStorage.getItem("framesync.token");
+  try {
+    client = await connect(location.origin, {name});
+  } catch (err) {
+    if (err.status === 401 || err.code === "unauthorized") {
+      location.href = loginURL();
+      return;
+    }
+    throw err;
+  }
   showConnection(client.status);
   client.on("status", (s) => {
+    if (s === "online" && signedOut) { // let in after all (the client reported the refusal, then got in)
+      signedOut = false;
+      clearNotice("unauthorized");
+    }
     showConnection(s);
     if (s === "online") want();
+  });
+  client.on("error", (err) => {
+    if (err && err.code === "unauthorized") unauthorized(err);
   });
   try {
     room = await client.join(roomName);
   } catch (err) {
     if (err.status === 401 || err.code === "unauthorized") {
-      location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      location.href = loginURL();
       return;
     }
     throw err;
@@ -524,6 +706,7 @@ async function main() {
 
   room.on("trajectory", ({length: n}) => {
     length = n ?? room.length;
+    catchUp();
     if (step >= length) setStep(length - 1, "trajectory");
     updatePlayer();
     showBookmarks();
@@ -533,10 +716,7 @@ async function main() {
   room.on("frame_updated", (m) => {
     if (shown && (m.frame === shown.id || m.index === step) && (m.version === undefined || m.version !== shown.version)) want(true);
   });
-  room.on("frame", (m) => {
-    if (m.client === client.id) return;
-    if (Number.isInteger(m.step)) setStep(m.step, "presenter");
-  });
+  room.on("frame", presented);
   room.on("presenter", showPresenter);
   room.on("state", (diffs) => {
     for (const d of diffs) {
@@ -545,6 +725,7 @@ async function main() {
     }
   });
   room.on("members", () => {
+    prunePresence();
     showMembers();
     showLocks();
   });
@@ -555,9 +736,14 @@ async function main() {
     showMembers();
   });
   room.on("job", putJob);
-  room.on("deleted", () => {
-    stopPlaying();
-    setMessage(`Room ${roomName} was deleted. The last frame stays on screen.`, "error");
+  room.on("deleted", () => roomGone("deleted", `Room ${roomName} was deleted. The last frame stays on screen.`));
+  // Access withdrawn: the client's "evicted" event; a hub error about the
+  // room with code forbidden and no request is the same (it sends that
+  // only when it evicts).
+  const evicted = () => roomGone("evicted", `Your access to room ${roomName} was withdrawn: this page no longer follows it. The last frame stays on screen.`);
+  room.on("evicted", evicted);
+  room.on("error", (err) => {
+    if (err && err.code === "forbidden") evicted();
   });
 
   showPresenter(room.presenter);
@@ -582,10 +768,13 @@ async function main() {
     return step;
   }, get shown() {
     return shown;
-  }};
+  }, presence, jobs};
 }
 
-main().catch((err) => {
+if (roomName === null) {
+  setMessage("This address names no room: its room name is not valid URL encoding.", "error");
+  ui.name.textContent = "?";
+} else main().catch((err) => {
   setMessage(`Cannot open room ${roomName}: ${err.message}`, "error");
   if (err.code === "not_found" && client) {
     // A stable URL of a room that does not exist (yet): offer to create it.

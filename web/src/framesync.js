@@ -55,7 +55,8 @@ function storedToken() {
 
 // connect opens a client for the hub at hubURL (default: this page's
 // origin) and resolves once the hub has welcomed it. Options:
-//   token       bearer token; default the one the hub's login page stored
+//   token       bearer token; default the one the hub's login page stored,
+//               for the hub of this page's origin only (never sent elsewhere)
 //   name        display name shown to the other members
 //   cacheBytes  frame cache budget per room (default 256 MB)
 //   minBackoff, maxBackoff  reconnection delays in ms (default 200, 10000)
@@ -69,7 +70,7 @@ export async function connect(hubURL, opts = {}) {
 
 export class Client {
   #http;
-  #wsURL;
+  #tokenStored; // the token is the one in localStorage, read again when refused
   #name;
   #opts;
   #events = new Emitter();
@@ -82,17 +83,19 @@ export class Client {
   #timer = null; // reconnection timer
   #closed = false;
   #wasOnline = false;
+  #stopped = false; // the hub refused the token: no reconnection until a new login
   #onlineListener = null;
+  #storageListener = null;
 
   constructor(hubURL, opts) {
-    const base = new URL(hubURL || globalThis.location.origin, globalThis.location && globalThis.location.href);
+    const here = globalThis.location;
+    const base = new URL(hubURL || here.origin, here && here.href);
     this.url = base.origin + base.pathname.replace(/\/+$/, "");
-    const token = opts.token !== undefined ? opts.token : storedToken();
+    // The stored token is the login to this page's hub: another hub must
+    // not get it (it would be in its logs, and could use it here).
+    this.#tokenStored = opts.token === undefined && !!here && base.origin === here.origin;
+    const token = opts.token !== undefined ? opts.token : this.#tokenStored ? storedToken() : "";
     this.#http = new Http(this.url, token);
-    const ws = new URL(this.url + "/api/ws");
-    ws.protocol = base.protocol === "https:" ? "wss:" : "ws:";
-    if (token) ws.searchParams.set("token", token);
-    this.#wsURL = ws.href;
     this.#name = opts.name || "";
     this.#opts = {minBackoff: 200, maxBackoff: 10_000, cacheBytes: 256 << 20, ...opts};
     this.status = "connecting";
@@ -101,7 +104,9 @@ export class Client {
   }
 
   // on subscribes to "status" (the new status) or "error" (problems not
-  // tied to a request: a refused sync message, a malformed message).
+  // tied to a request: a refused sync message, a malformed message; code
+  // "unauthorized" when the hub no longer takes the token and the client
+  // has stopped, see #tokenRefused).
   on(event, fn) {
     return this.#events.on(event, fn);
   }
@@ -134,6 +139,11 @@ export class Client {
     if (globalThis.addEventListener) {
       this.#onlineListener = () => this.#reconnectNow();
       globalThis.addEventListener("online", this.#onlineListener);
+      // A login in another tab of this origin stores a new token.
+      if (this.#tokenStored) {
+        this.#storageListener = (ev) => ev.key === tokenKey && this.#newLogin();
+        globalThis.addEventListener("storage", this.#storageListener);
+      }
     }
   }
 
@@ -147,13 +157,20 @@ export class Client {
     return err;
   }
 
+  #wsURL() {
+    const ws = new URL(this.url + "/api/ws");
+    ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
+    if (this.#http.token) ws.searchParams.set("token", this.#http.token);
+    return ws.href;
+  }
+
   // #open makes one connection attempt and resolves on the welcome.
   #open() {
     this.#setStatus("connecting");
     return new Promise((resolve, reject) => {
       let ws;
       try {
-        ws = new WebSocket(this.#wsURL);
+        ws = new WebSocket(this.#wsURL());
       } catch (e) {
         reject(fsError("network", `connect: ${e.message}`));
         return;
@@ -183,7 +200,7 @@ export class Client {
       ws.onerror = () => {}; // onclose follows with what we need
       ws.onclose = (ev) => {
         clearTimeout(timer);
-        if (this.#ws === ws) this.#closedConn(ev);
+        if (this.#ws === ws) this.#closedConn(ev, welcomed);
         if (!welcomed) reject(fsError("network", `the hub's control channel at ${this.url} closed (code ${ev.code}${ev.reason ? ": " + ev.reason : ""})`, {closeCode: ev.code}));
       };
     });
@@ -199,19 +216,28 @@ export class Client {
   }
 
   // #rejoin joins a room again after a reconnect: sync resumes with fresh
-  // sync states on the same documents.
-  #rejoin(room) {
+  // sync states on the same documents. A rejoin that fails (a hub that has
+  // just restarted may answer late) is retried with backoff while this
+  // connection lasts; a room deleted or no longer readable meanwhile ends.
+  #rejoin(room, attempt = 0) {
+    const ws = this.#ws;
+    const pending = () => this.#ws === ws && this.#rooms.get(room.name) === room && !room.joined;
     room._join().catch((e) => {
-      if (e.code === "not_found" || e.code === "forbidden") {
-        room._handle({t: "room_deleted", room: room.name}); // gone, or no longer ours
+      if (!pending()) return; // disconnected, left, or joined by a late answer meanwhile
+      if (e.code === "not_found") {
+        room._handle({t: "room_deleted", room: room.name}); // gone
+      } else if (e.code === "forbidden") {
+        room._handle({t: "error", room: room.name, code: e.code, message: `rejoin: ${e.message}`}); // no longer ours: evicted
       } else if (e.code !== "offline") {
-        room._handle({t: "error", code: e.code, message: `rejoin: ${e.message}`});
+        room._handle({t: "error", room: room.name, code: e.code, message: `rejoin: ${e.message} (trying again)`});
+        setTimeout(() => pending() && this.#rejoin(room, attempt + 1), this.#backoff(attempt));
       }
     });
   }
 
-  // #closedConn handles the end of the current connection.
-  #closedConn(ev) {
+  // #closedConn handles the end of the current connection; welcomed: the
+  // hub had welcomed it (else it was a failed attempt).
+  #closedConn(ev, welcomed) {
     this.#ws = null;
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer);
@@ -219,22 +245,70 @@ export class Client {
       this.#pending.delete(id);
     }
     for (const room of this.#rooms.values()) room._disconnected();
-    if (ev.code === 1008 && this.#wasOnline) {
-      // The hub revoked the token (logout, refresh, user deleted): retrying
-      // with it fails until the page logs in again.
-      this._report(fsError("unauthorized", `the hub closed the connection: ${ev.reason || "token revoked"}`));
-    }
     this.#setStatus("offline");
-    if (!this.#closed && this.#wasOnline) this.#scheduleReconnect();
+    if (this.#closed || !this.#wasOnline) return;
+    if (ev.code === 1008) {
+      // The hub revoked the token (logout, refresh, user deleted).
+      this.#tokenRefused(`the hub closed the connection: ${ev.reason || "token revoked"}`);
+    } else if (!welcomed && this.#http.token) {
+      this.#checkToken();
+    } else {
+      this.#scheduleReconnect();
+    }
+  }
+
+  // #checkToken runs after a failed reconnection attempt: a WebSocket
+  // handshake refused with 401 shows the browser nothing, so the hub is
+  // asked whether the token (expired, or revoked while we were away) is
+  // the reason.
+  async #checkToken() {
+    const err = await this.#explain(null);
+    if (this.#closed || this.#ws) return;
+    if (err && err.code === "unauthorized") this.#tokenRefused(err.message);
+    else this.#scheduleReconnect();
+  }
+
+  // #tokenRefused handles the hub refusing the token. Retrying with it
+  // fails until the user logs in again: a token from localStorage is read
+  // again, and if a new one is there, the client reconnects with it.
+  // Otherwise the client stops (status "offline"; rooms stay as they are,
+  // edits are kept) and reports "unauthorized", so that the page can send
+  // the user to its login. A new token stored by another tab (see
+  // #newLogin) resumes it.
+  #tokenRefused(why) {
+    const fresh = this.#tokenStored ? storedToken() : "";
+    if (fresh && fresh !== this.#http.token) {
+      this.#http.token = fresh;
+      this.#attempt = 0;
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#stopped = true;
+    this._report(fsError("unauthorized", `${why}; log in again`));
+  }
+
+  // #newLogin resumes a client stopped by a refused token once a new token
+  // is stored.
+  #newLogin() {
+    const fresh = storedToken();
+    if (!this.#stopped || this.#closed || !fresh || fresh === this.#http.token) return;
+    this.#stopped = false;
+    this.#http.token = fresh;
+    this.#attempt = 0;
+    this.#tryConnect();
+  }
+
+  // #backoff returns the delay before retry number attempt (from 0):
+  // exponential with full jitter, so that many clients of a hub that
+  // restarts do not all come back at the same instant.
+  #backoff(attempt) {
+    const {minBackoff, maxBackoff} = this.#opts;
+    return minBackoff / 2 + Math.random() * Math.min(maxBackoff, minBackoff * 2 ** attempt);
   }
 
   #scheduleReconnect() {
-    // Exponential backoff with full jitter, so that many clients of a hub
-    // that restarts do not all come back at the same instant.
-    const {minBackoff, maxBackoff} = this.#opts;
-    const cap = Math.min(maxBackoff, minBackoff * 2 ** this.#attempt++);
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#tryConnect(), minBackoff / 2 + Math.random() * cap);
+    this.#timer = setTimeout(() => this.#tryConnect(), this.#backoff(this.#attempt++));
   }
 
   #tryConnect() {
@@ -269,9 +343,19 @@ export class Client {
         // A message of a shape nobody expected: report it, keep going.
         this._report(fsError("bad_input", `handling ${m.t} of room ${m.room}: ${e.message}`));
       }
+    } else if (m.t === "joined" && typeof m.room === "string") {
+      this._leaveStale(m.room); // a late answer to a join given up
     } else if (m.t === "error") {
       this._report(hubError(m));
     }
+  }
+
+  // _leaveStale leaves room name at the hub after it answered a join of a
+  // room this client no longer has (left meanwhile, or its join given up),
+  // unless the room is being joined again.
+  _leaveStale(name) {
+    if (this.#rooms.has(name) || this.#joining.has(name)) return;
+    this._request({t: "leave", room: name}).catch(() => {});
   }
 
   // _send sends one message; false when not connected.
@@ -344,17 +428,23 @@ export class Client {
   async #join(name) {
     const room = new Room(this, this.#http, name, this.#opts.cacheBytes);
     await room._load();
+    this.#checkOpen(name);
     this.#rooms.set(name, room); // before the join, so no sync message is missed
     try {
       await room._join();
     } catch (e) {
       if (e.code !== "offline") {
-        this.#rooms.delete(name);
+        this._forget(room);
         throw e;
       }
       // Dropped meanwhile: the reconnect joins it.
     }
+    this.#checkOpen(name);
     return room;
+  }
+
+  #checkOpen(name) {
+    if (this.#closed) throw fsError("closed", `join ${name}: the client was closed meanwhile`);
   }
 
   _forget(room) {
@@ -367,6 +457,7 @@ export class Client {
     this.#closed = true;
     clearTimeout(this.#timer);
     if (this.#onlineListener) globalThis.removeEventListener("online", this.#onlineListener);
+    if (this.#storageListener) globalThis.removeEventListener("storage", this.#storageListener);
     for (const room of this.#rooms.values()) room._close();
     this.#rooms.clear();
     const ws = this.#ws;

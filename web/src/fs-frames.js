@@ -36,20 +36,22 @@ export class NDArray {
   }
 }
 
-// Typed array and item size of each numeric dtype.
-const NUMERIC = {
-  "<f8": [Float64Array, 8],
-  "<f4": [Float32Array, 4],
-  "<i8": [BigInt64Array, 8],
-  "<u8": [BigUint64Array, 8],
-  "<i4": [Int32Array, 4],
-  "<u4": [Uint32Array, 4],
-  "<i2": [Int16Array, 2],
-  "<u2": [Uint16Array, 2],
-  "|i1": [Int8Array, 1],
-  "|u1": [Uint8Array, 1],
-  "|b1": [Uint8Array, 1],
-};
+// Typed array and item size of each numeric dtype. A Map, so that dtypes
+// such as "toString" or "constructor" find nothing instead of what an
+// object inherits.
+const NUMERIC = new Map([
+  ["<f8", [Float64Array, 8]],
+  ["<f4", [Float32Array, 4]],
+  ["<i8", [BigInt64Array, 8]],
+  ["<u8", [BigUint64Array, 8]],
+  ["<i4", [Int32Array, 4]],
+  ["<u4", [Uint32Array, 4]],
+  ["<i2", [Int16Array, 2]],
+  ["<u2", [Uint16Array, 2]],
+  ["|i1", [Int8Array, 1]],
+  ["|u1", [Uint8Array, 1]],
+  ["|b1", [Uint8Array, 1]],
+]);
 
 const bad = (field, msg) => fsError("bad_input", `frame field ${field}: ${msg}`, {field});
 
@@ -97,7 +99,7 @@ function decodeArray(m, field) {
 // elementReader returns the item size of dtype and a function that turns
 // its bytes into the array's data.
 function elementReader(type, field) {
-  const num = NUMERIC[type];
+  const num = NUMERIC.get(type);
   if (num) {
     const [T, size] = num;
     return [size, (data, count) => typedArray(T, data, count)];
@@ -111,14 +113,13 @@ function elementReader(type, field) {
 }
 
 // The platforms that run browsers are little-endian, as the wire format
-// is, so typed arrays view the bytes directly.
+// is, so typed arrays can view the bytes directly. But data is a view into
+// the whole HTTP response, and a cached view would keep all of it alive
+// (beyond the cache's budget): only bytes that are a buffer of their own
+// are viewed, anything else is copied (which also aligns it).
 function typedArray(T, data, count) {
-  let arr;
-  if (data.byteOffset % T.BYTES_PER_ELEMENT === 0) {
-    arr = new T(data.buffer, data.byteOffset, count);
-  } else {
-    arr = new T(data.slice().buffer, 0, count); // a copy, aligned
-  }
+  const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+  const arr = new T(own ? data.buffer : data.slice().buffer, 0, count);
   // 64-bit integers: a Float64Array is what JavaScript code can use.
   if (T === BigInt64Array || T === BigUint64Array) return Float64Array.from(arr, Number);
   return arr;
@@ -151,7 +152,7 @@ function byteStrings(data, count, n) {
 
 // A numpy scalar as msgpack-numpy writes it: {nd: false, type, data}.
 function decodeScalar(m, field) {
-  const num = NUMERIC[m.type];
+  const num = NUMERIC.get(m.type);
   if (!num || !(m.data instanceof Uint8Array) || m.data.length !== num[1]) throw bad(field, "bad numpy scalar");
   const v = typedArray(num[0], m.data, 1)[0];
   return m.type === "|b1" ? v !== 0 : Number(v);

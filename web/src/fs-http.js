@@ -6,6 +6,8 @@ const JSON_TIMEOUT_MS = 30_000;
 // Frame data can be large and links slow; a stuck request must still end,
 // or every later request sharing its fetch would wait forever.
 const DATA_TIMEOUT_MS = 180_000;
+// An upload may take long, but not without progress.
+const UPLOAD_STALL_MS = 60_000;
 
 export class Http {
   constructor(base, token) {
@@ -64,30 +66,51 @@ export class Http {
   // upload POSTs body (a Blob, File, ArrayBuffer, typed array or string)
   // with XMLHttpRequest, which, unlike fetch, reports upload progress:
   // onProgress({loaded, total}). Resolves with the decoded JSON answer.
-  upload(path, body, onProgress) {
+  // XMLHttpRequest has no timeout fit for uploads of any size, so a
+  // watchdog aborts one that makes no progress (sending or receiving) for
+  // stallTimeout ms: it rejects with "timeout".
+  upload(path, body, onProgress, stallTimeout = UPLOAD_STALL_MS) {
+    const what = `POST ${path}`;
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", this.url(path));
       for (const [k, v] of Object.entries(this.headers({"Content-Type": "application/octet-stream", Accept: "application/json"}))) {
         xhr.setRequestHeader(k, v);
       }
-      if (onProgress) {
-        xhr.upload.onprogress = (ev) => {
-          try {
-            onProgress({loaded: ev.loaded, total: ev.lengthComputable ? ev.total : undefined});
-          } catch (e) {
-            console.error("framesync: onProgress threw", e);
-          }
-        };
-      }
-      xhr.onerror = () => reject(fsError("network", `POST ${path}: the upload failed`));
-      xhr.ontimeout = () => reject(fsError("timeout", `POST ${path}: the upload timed out`));
+      let watchdog = null;
+      let stalled = false;
+      const progressed = () => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => {
+          stalled = true;
+          xhr.abort(); // onabort rejects
+        }, stallTimeout);
+      };
+      const settle = (fn, v) => {
+        clearTimeout(watchdog);
+        fn(v);
+      };
+      xhr.upload.onprogress = (ev) => {
+        progressed();
+        if (!onProgress) return;
+        try {
+          onProgress({loaded: ev.loaded, total: ev.lengthComputable ? ev.total : undefined});
+        } catch (e) {
+          console.error("framesync: onProgress threw", e);
+        }
+      };
+      xhr.upload.onload = progressed; // sent: the answer is next
+      xhr.onprogress = progressed; // the answer arriving
+      xhr.onerror = () => settle(reject, fsError("network", `${what}: the upload failed`));
+      xhr.onabort = () =>
+        settle(reject, stalled ? fsError("timeout", `${what}: no progress for ${stallTimeout / 1000} s, the upload was aborted`) : fsError("network", `${what}: the upload was aborted`));
       xhr.onload = () => {
         const data = parseJSON(xhr.responseText);
-        if (xhr.status >= 200 && xhr.status < 300) resolve(data);
-        else reject(errorFromBody(data, xhr.status, xhr.statusText, `POST ${path}`));
+        if (xhr.status >= 200 && xhr.status < 300) settle(resolve, data);
+        else settle(reject, errorFromBody(data, xhr.status, xhr.statusText, what));
       };
       xhr.send(body);
+      progressed();
     });
   }
 }

@@ -5,12 +5,15 @@
 import * as A from "@automerge/automerge/slim";
 import {Emitter, fsError, deepFreeze, equal, isPlainObject} from "./fs-util.js";
 import {FrameStore} from "./fs-frames.js";
-import {toPlain, normalize, toAM, isMap, writeMapInPlace, parseEntry, sameHeads} from "./fs-state.js";
+import {toPlain, normalize, checkString, toAM, isMap, writeMapInPlace, parseEntry, sameHeads} from "./fs-state.js";
 
 // How many sync messages one flush sends per document at most: Automerge
 // returns null once it waits for the hub's answer, this only guards
 // against a loop.
 const MAX_SYNC_BURST = 64;
+
+// A frame ID: 16 lower-case hex digits (crdt/doc.go).
+const FRAME_ID = /^[0-9a-f]{16}$/;
 
 export class Room {
   #client;
@@ -22,7 +25,8 @@ export class Room {
   #trajSync = A.initSyncState();
   #stateSync = A.initSyncState();
   #joined = false; // joined on the current connection
-  #left = false; // left, deleted, or the client closed
+  #left = false; // left, deleted, evicted, or the client closed
+  #created; // the room's creation time (ms) when these documents were loaded
   #mirror = Object.freeze({}); // plain, frozen copy of the state document
   #entries = null; // parsed trajectory entries, dropped when it changes
   #index = null; // collection name -> Map(id -> item), dropped when collections change
@@ -46,8 +50,8 @@ export class Room {
 
   // on subscribes to an event: "state", "trajectory", "frame_updated",
   // "generation", "members", "locks", "presenter", "frame", "presence",
-  // "job", "joined", "role", "deleted", "error". Returns the unsubscribe
-  // function.
+  // "job", "joined", "role", "deleted", "evicted", "recreated", "error".
+  // Returns the unsubscribe function.
   on(event, fn) {
     return this.#events.on(event, fn);
   }
@@ -65,31 +69,78 @@ export class Room {
 
   // _load starts the documents from the hub's snapshots: one request each,
   // instead of syncing a whole history message by message (crdt/doc.go:
-  // cold joins should start from a snapshot).
+  // cold joins should start from a snapshot). It also replaces documents
+  // already loaded (see #recreated), with "trajectory" and "state" events
+  // for what changed.
   async _load() {
     const base = `/api/rooms/${encodeURIComponent(this.name)}/docs/`;
     const [traj, state] = await Promise.all([this.#http.bytes(base + "trajectory"), this.#http.bytes(base + "state")]);
-    this.#traj = this.#loadDoc(traj, "trajectory");
-    this.#state = this.#loadDoc(state, "state");
-    this.#mirror = deepFreeze(toPlain(A.toJS(this.#state)) || {});
+    const trajDoc = this.#loadDoc(traj, "trajectory");
+    const stateDoc = this.#loadDoc(state, "state");
+    [this.#traj, this.#trajSync] = [trajDoc, A.initSyncState()];
+    [this.#state, this.#stateSync] = [stateDoc, A.initSyncState()];
+    this.#entries = null;
+    this.#events.emit("trajectory", {length: this.length, generation: this.generation});
+    this.#stateChanged(null);
   }
 
+  // #loadDoc loads a snapshot. One that does not load fails the join: an
+  // empty document in its place would not share the skeleton change
+  // (crdt/doc.go), so an edit made before the first sync would create root
+  // maps that conflict with the skeleton's, and lose entries in the merge.
   #loadDoc(bytes, what) {
     try {
       return A.load(bytes);
     } catch (e) {
-      // Sync brings the whole document instead, only slower.
-      console.warn(`framesync: room ${this.name}: the ${what} snapshot does not load (${e.message}); syncing it instead`);
-      return A.init();
+      throw fsError("bad_input", `room ${this.name}: the hub's ${what} snapshot does not load: ${e.message}`);
     }
   }
 
   // _join joins the room on the current connection and starts syncing.
   async _join() {
     const m = await this.#client._request({t: "join", room: this.name});
+    if (this.#left) {
+      // Left while the join was under way: the hub made us a member anyway.
+      this.#client._leaveStale(this.name);
+      return;
+    }
+    if (this.#joined) return; // a late answer to an earlier join came first
+    const created = createdOf(m.info);
+    if (this.#isRecreated(created)) return this.#recreated(created);
+    this.#accept(m.info);
+  }
+
+  // #isRecreated reports whether the room the hub has is not the one these
+  // documents came from: deleted and created again under the same name.
+  #isRecreated(created) {
+    return this.#created !== undefined && created !== undefined && created !== this.#created;
+  }
+
+  // #recreated handles a room deleted and created again while this page was
+  // away. Both rooms start from the same skeleton, so syncing the old
+  // documents would bring what was deleted back for everyone: they are
+  // dropped instead (with any edits not sent yet), fresh snapshots loaded
+  // and the room joined again on a fresh sync session. "recreated" tells the
+  // page to redraw.
+  async #recreated(created) {
+    await this.#client._request({t: "leave", room: this.name}).catch((e) => {
+      // Refused: not a member. Unanswered: maybe still one, and syncing
+      // the old documents: fail, the client tries again.
+      if (e.code === "offline" || e.code === "timeout") throw e;
+    });
     if (this.#left) return;
+    await this._load();
+    if (this.#left) return;
+    this.#created = created;
+    this.#events.emit("recreated", {created});
+    await this._join();
+  }
+
+  // #accept takes the hub's joined answer: sync starts.
+  #accept(info) {
+    if (this.#created === undefined) this.#created = createdOf(info);
     this.#joined = true;
-    this.#setInfo(m.info);
+    this.#setInfo(info);
     this.#flush();
     this.#events.emit("joined", this.info);
   }
@@ -156,14 +207,31 @@ export class Room {
         this.role = m.state;
         if (this.info) this.info = Object.freeze({...this.info, role: m.state});
         return this.#events.emit("role", m.state);
+      case "joined":
+        // A late answer to a join whose request timed out: the hub made us
+        // a member, so it counts (the client's retry finds the room
+        // joined), unless the room was recreated: the retry handles that.
+        if (this.#left || this.#joined || this.#isRecreated(createdOf(m.info))) return;
+        return this.#accept(m.info);
       case "room_deleted":
         this.deleted = true;
-        this._close();
-        this.#client._forget(this);
-        return this.#events.emit("deleted", this.name);
+        return this.#end("deleted", this.name);
       case "error":
+        if (m.code === "forbidden" && !m.id) {
+          // Not an answer: the hub withdrew our access and dropped us from
+          // the room (relay evictOutsiders).
+          return this.#end("evicted", fsError("forbidden", typeof m.message === "string" ? m.message : `room ${this.name}: your access was withdrawn`, {room: this.name}));
+        }
         return this.#report(fsError(m.code || "error", m.message || "error from the hub", m.payload || {}));
     }
+  }
+
+  // #end ends the room on the hub's word (deleted, access withdrawn): no
+  // longer synced nor rejoined; what was read stays readable.
+  #end(event, value) {
+    this._close();
+    this.#client._forget(this);
+    this.#events.emit(event, value);
   }
 
   // #receive applies one sync message of the hub.
@@ -249,7 +317,7 @@ export class Room {
     let index = ref;
     if (typeof ref === "string") index = this.entries().findIndex((e) => e.id === ref);
     else if (Number.isInteger(ref) && ref < 0) index = ref + this.length;
-    const e = this.entry(index);
+    const e = index >= 0 ? this.entry(index) : undefined; // -1: no such ID
     if (!e) throw fsError("not_found", `room ${this.name}: no frame ${ref} (${this.length} frames)`);
     if (fields !== undefined && !Array.isArray(fields)) throw fsError("bad_input", "frame: fields must be an array of field names");
     return this.#frames.get(e, index, fields);
@@ -330,11 +398,12 @@ export class Room {
     }, `state: set ${key}`);
   }
 
+  // setBookmark labels a frame (by ID: 16 lower-case hex digits).
   setBookmark(frameId, label) {
     this.#checkWritable();
-    if (typeof frameId !== "string" || !frameId || typeof label !== "string") {
-      throw fsError("bad_input", "setBookmark: want a frame ID and a string label");
-    }
+    checkFrameID(frameId, "setBookmark");
+    if (typeof label !== "string") throw fsError("bad_input", "setBookmark: the label must be a string");
+    checkString(label, "setBookmark: label");
     const cur = this.#mirror.bookmarks;
     if (isPlainObject(cur) && cur[frameId] === label) return;
     this.change((d) => {
@@ -345,6 +414,7 @@ export class Room {
 
   deleteBookmark(frameId) {
     this.#checkWritable();
+    checkFrameID(frameId, "deleteBookmark");
     const cur = this.#mirror.bookmarks;
     if (!isPlainObject(cur) || !Object.hasOwn(cur, frameId)) return;
     this.change((d) => {
@@ -353,17 +423,20 @@ export class Room {
   }
 
   // #stateChanged computes what changed since heads before (local change or
-  // sync), updates the plain copy and emits "state" diffs and collection
-  // callbacks. The changed keys come from Automerge's patches, so a change
-  // costs what it touches, not the size of the document.
+  // sync; null: a new document, reread whole), updates the plain copy and
+  // emits "state" diffs and collection callbacks. The changed keys come from
+  // Automerge's patches, so a change costs what it touches, not the size of
+  // the document. A root key "__proto__" is not read (see toPlain).
   #stateChanged(before) {
-    const after = A.getHeads(this.#state);
-    if (sameHeads(before, after)) return;
     let patches = null;
-    try {
-      patches = A.diff(this.#state, before, after);
-    } catch (e) {
-      console.warn("framesync: state diff failed, rereading the whole document", e);
+    if (before) {
+      const after = A.getHeads(this.#state);
+      if (sameHeads(before, after)) return;
+      try {
+        patches = A.diff(this.#state, before, after);
+      } catch (e) {
+        console.warn("framesync: state diff failed, rereading the whole document", e);
+      }
     }
     const keys = new Set();
     let items = new Set(); // changed collection keys; null: all
@@ -386,6 +459,7 @@ export class Room {
     const next = {...old};
     const diffs = [];
     let itemDiffs = new Map();
+    keys.delete("__proto__");
     for (const k of [...keys].sort()) {
       if (k === "collections") {
         const [coll, changed] = this.#readCollections(old.collections, items);
@@ -451,6 +525,7 @@ export class Room {
     if (typeof name !== "string" || !name || name.includes("/")) {
       throw fsError("bad_input", `collection name ${JSON.stringify(name)}: want a non-empty string without "/"`);
     }
+    checkString(name, "collection name");
     const known = this.#collections.get(name);
     if (known) return known.api;
     const callbacks = new Map();
@@ -648,11 +723,12 @@ export class Room {
   // upload sends a trajectory file (File, Blob, ArrayBuffer, ...) to be
   // imported into the room; resolves with the job once the hub has the
   // whole file (202). onProgress({loaded, total}) follows the upload;
-  // "job" events follow the import.
-  async upload(file, {name, onProgress} = {}) {
+  // "job" events follow the import. An upload without progress for
+  // stallTimeout ms (default 60 s) is aborted and rejects with "timeout".
+  async upload(file, {name, onProgress, stallTimeout} = {}) {
     const n = name || (file && typeof file.name === "string" && file.name) || "upload";
     const path = `/api/rooms/${encodeURIComponent(this.name)}/import?name=${encodeURIComponent(n)}`;
-    return normalizeJob(await this.#http.upload(path, file, onProgress));
+    return normalizeJob(await this.#http.upload(path, file, onProgress, stallTimeout));
   }
 
   // jobs lists the room's import jobs.
@@ -661,6 +737,18 @@ export class Room {
     const list = Array.isArray(r) ? r : r && Array.isArray(r.jobs) ? r.jobs : [];
     return list.map(normalizeJob).filter(Boolean);
   }
+}
+
+// checkFrameID throws "bad_input" unless id is a frame ID. Other keys
+// could be harmful: "__proto__" makes the Automerge core panic.
+function checkFrameID(id, what) {
+  if (typeof id !== "string" || !FRAME_ID.test(id)) throw fsError("bad_input", `${what}: ${JSON.stringify(id)} is not a frame ID (16 lower-case hex digits)`);
+}
+
+// createdOf returns the creation time (ms) in a room's info.
+function createdOf(info) {
+  const t = isPlainObject(info) ? toMillis(info.created) : undefined;
+  return Number.isFinite(t) ? t : undefined;
 }
 
 function toMillis(t) {

@@ -5,11 +5,14 @@ import * as A from "@automerge/automerge/slim";
 import {fsError, isPlainObject, equal} from "./fs-util.js";
 
 const MAX_DEPTH = 64; // as crdt.maxJSONDepth
+const PROTO = "__proto__";
 
 // toPlain converts a value read from an Automerge document (a proxy, or
 // what toJS gives) into plain JSON-like JavaScript: scalar strings
 // (ImmutableString) and text become strings, counters numbers, timestamps
 // milliseconds (as the Go side reads them), bytes a copied Uint8Array.
+// A map key "__proto__" is skipped: no plain object can hold it as an
+// ordinary key, and neither Automerge's proxies nor toJS read it as one.
 export function toPlain(v) {
   if (v === null || v === undefined || typeof v === "boolean" || typeof v === "number" || typeof v === "string") return v;
   if (typeof v === "bigint") return Number(v);
@@ -20,10 +23,18 @@ export function toPlain(v) {
   if (Array.isArray(v)) return Array.from(v, toPlain);
   if (typeof v === "object") {
     const out = {};
-    for (const k of Object.keys(v)) out[k] = toPlain(v[k]);
+    for (const k of Object.keys(v)) if (k !== PROTO) out[k] = toPlain(v[k]);
     return out;
   }
   return undefined;
+}
+
+// checkString returns s if it is well-formed Unicode, else throws
+// "bad_input": Automerge would store a lone surrogate as U+FFFD, and the Go
+// side refuses invalid UTF-8.
+export function checkString(s, what) {
+  if (!s.isWellFormed()) throw fsError("bad_input", `${what}: ${JSON.stringify(s)} is not well-formed Unicode (a lone surrogate)`);
+  return s;
 }
 
 // normalize checks a value given by page code and returns its canonical
@@ -31,13 +42,16 @@ export function toPlain(v) {
 // with typed arrays as arrays of numbers, Dates as ISO strings (as Go's
 // JSON encoding gives), undefined object members dropped (as JSON.stringify
 // does), object keys sorted and Uint8Array kept as bytes. Anything else (NaN, functions,
-// class instances, nesting deeper than 64) is a "bad_input" Error.
+// class instances, nesting deeper than 64) is a "bad_input" Error, as is
+// what Automerge cannot store faithfully: the key "__proto__" (its core
+// panics on it) and strings or keys that are not well-formed Unicode.
 export function normalize(v, what = "value", depth = 0) {
   if (depth > MAX_DEPTH) throw fsError("bad_input", `${what}: nested deeper than ${MAX_DEPTH} levels`);
   switch (typeof v) {
     case "boolean":
-    case "string":
       return v;
+    case "string":
+      return checkString(v, what);
     case "number":
       if (!Number.isFinite(v)) throw fsError("bad_input", `${what}: ${v} is not a JSON number`);
       return v;
@@ -57,6 +71,8 @@ export function normalize(v, what = "value", depth = 0) {
     // Keys sorted, as Automerge gives them back when read.
     const out = {};
     for (const k of Object.keys(v).sort()) {
+      if (k === PROTO) throw fsError("bad_input", `${what}: the key "__proto__" cannot be stored`);
+      checkString(k, `${what}: key`);
       if (v[k] !== undefined) out[k] = normalize(v[k], `${what}.${k}`, depth + 1);
     }
     return out;

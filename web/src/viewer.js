@@ -2,7 +2,7 @@
 // 12 line segments, OrbitControls.
 //
 //   const viewer = new Viewer(canvas);
-//   viewer.show(frame);           // {numbers, positions (flat 3N), cell (9 or null)}
+//   viewer.show(frame);           // {numbers, positions (flat 3N), cell (9 or null)} -> {atoms, warning}
 //   viewer.setSelection([0, 4]);  // highlighted with a halo
 //   viewer.onPick(({index, shiftKey}) => ...);  // index -1: empty space
 //
@@ -127,9 +127,17 @@ class ImpostorAtoms {
     return this.mesh;
   }
 
-  // allocate sizes the buffers for n quads.
+  // allocate sizes the buffers for n quads. Growing replaces the geometry:
+  // disposing the old one frees its GPU buffers (three.js frees those of
+  // the attributes a geometry has when it is disposed, so attributes merely
+  // replaced on a live geometry would stay allocated).
   allocate(n) {
     if (this.capacity && n <= this.capacity) return;
+    if (this.capacity) {
+      this.geometry.dispose();
+      this.geometry = new THREE.BufferGeometry();
+      this.mesh.geometry = this.geometry;
+    }
     const cap = Math.max(n, 16);
     const corner = new Float32Array(8 * cap);
     const index = new Uint32Array(6 * cap);
@@ -358,10 +366,18 @@ export class Viewer {
   }
 
   // show displays a frame: {numbers, positions, cell}. With the same atomic
-  // numbers as the frame shown only the positions are rewritten.
+  // numbers as the frame shown only the positions are rewritten. Returns
+  // {atoms, warning}: a frame without atomic numbers is drawn as atoms of
+  // unknown element (X, atomic number 0), and warning says so.
   show(frame) {
-    const {numbers, positions} = frame;
-    const n = numbers ? numbers.length : 0;
+    const {positions} = frame;
+    let numbers = frame.numbers;
+    let warning = "";
+    if (!numbers) {
+      numbers = new Int32Array(positions ? Math.floor(positions.length / 3) : 0);
+      if (numbers.length) warning = `no atomic numbers: ${numbers.length} atoms drawn as unknown element X`;
+    }
+    const n = numbers.length;
     if (!positions || positions.length < 3 * n) throw new Error(`frame has ${n} atoms but ${positions ? positions.length / 3 : 0} positions`);
     if (!this.atoms || !sameNumbers(this.numbers, numbers)) this.rebuild(numbers);
     this.positions = positions;
@@ -373,6 +389,7 @@ export class Viewer {
       this.fitted = true;
     }
     this.requestRender();
+    return {atoms: n, warning};
   }
 
   // clear removes everything (a room without frames).

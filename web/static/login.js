@@ -8,6 +8,9 @@ form.addEventListener("submit", async (ev) => {
   message.textContent = "";
   message.className = "";
   try {
+    // Logging in replaces whatever token was kept; a stale one sent along
+    // would make the hub refuse the request.
+    setToken("");
     const res = await api("/api/auth/login", {method: "POST", body: {
       username: document.getElementById("username").value,
       password: document.getElementById("password").value,
