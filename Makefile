@@ -8,6 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PYTHON := /usr/bin/python3
 FUZZTIME ?= 30s
 BIN := bin/framesync
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase redis-server
 
 .PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean web
@@ -15,7 +16,7 @@ APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the tests need (Debian packages, Chromium, npm packages, Go modules)
+deps: ## install what the tests need (Debian packages incl. Chromium and redis-server, npm packages, versitygw, Go modules)
 	@if ! $(PYTHON) -c 'import msgpack, msgpack_numpy, numpy, ase' 2>/dev/null || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/redis-server ]; then \
 		echo "installing $(APT_PACKAGES) chromium"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -24,6 +25,10 @@ deps: ## install what the tests need (Debian packages, Chromium, npm packages, G
 	@if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
 		echo "installing npm packages (web/: esbuild, three, automerge, playwright-core)"; \
 		cd web && npm ci --silent --no-audit --no-fund; \
+	fi
+	@if ! command -v versitygw >/dev/null && [ ! -x "$$($(GO) env GOPATH)/bin/versitygw" ]; then \
+		echo "installing versitygw (S3-compatible server for the blob store tests)"; \
+		CGO_ENABLED=0 $(GO) install $(VERSITYGW); \
 	fi
 	$(GO) mod download
 
@@ -37,7 +42,7 @@ run: build ## start a hub with embedded defaults on 127.0.0.1:5000
 	./$(BIN) hub
 
 test: deps ## run all tests with the race detector
-	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 FRAMESYNC_REQUIRE_REDIS=1 $(GO) test -race -count=1 ./...
+	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 FRAMESYNC_REQUIRE_REDIS=1 FRAMESYNC_REQUIRE_S3=1 $(GO) test -race -count=1 ./...
 
 vet: ## go vet
 	$(GO) vet ./...

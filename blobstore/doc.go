@@ -19,9 +19,13 @@
 // can test errors.Is(err, blobstore.ErrNotFound) or map any error to a wire
 // code with framesync.KindOf.
 //
-// The implementations are Dir, the filesystem store and embedded default,
-// and Memory, for tests and caches. Package blobstoretest holds the
-// conformance suite that every Store passes.
+// The implementations are Dir, the filesystem store and embedded default;
+// Memory, for tests and caches; and S3, a bucket of an S3-compatible object
+// store (AWS S3, MinIO, versitygw...) that several hubs share. Open opens
+// any of them from a location string: a directory path, file:///dir, or
+// s3://ACCESS:SECRET@HOST[:PORT]/BUCKET[/PREFIX]?secure=false&region=R.
+// Package blobstoretest holds the conformance suite that every Store
+// passes; package s3test starts a real S3-compatible server for tests.
 //
 // # Dir layout
 //
@@ -58,4 +62,50 @@
 // Hashing overlaps the filesystem work: one
 // goroutine reads and hashes while another creates the temp file and
 // writes, with a few 1 MiB buffers between them.
+//
+// # S3 layout
+//
+// An S3 store with key prefix P (possibly empty) uses these keys of its
+// bucket:
+//
+//	P/sha256/ab/ab12…ef   one object per blob, named as in a Dir
+//	P/tmp/put-*           large blobs being put whose hash was not given
+//
+// plus incomplete multipart uploads to either. Walk lists P/sha256/ and
+// ignores every key not named like a blob in the right shard. Several
+// stores may share a bucket under different prefixes, and several hubs one
+// prefix. ModTime is the object's LastModified, in whole seconds, by the
+// server's clock.
+//
+// # S3 guarantees
+//
+// A Put reads up to 5 MiB (the smallest multipart part S3 accepts) into
+// memory while hashing it. Content shorter than that goes up in one PUT
+// that carries its SHA-256, which the server checks. Longer content goes
+// up as a multipart upload of 5 MiB parts while the rest is read and
+// hashed: straight to the blob's key if the caller gave its hash, and
+// completed only if the content matched it; otherwise to a temporary key,
+// then copied on the server to the blob's key, and the temporary object
+// removed. A Put holds at most 5 MiB of buffers (1 MiB buffers, reused
+// across Puts; OpenS3 sets one full set aside), whatever the size, which
+// limits a blob to 10,000 parts (about 48.8 GiB). S3
+// makes an object visible only once complete, so a blob is never seen
+// partial or unverified; a failed Put aborts its upload (repeating the
+// abort until the server no longer lists it), and OpenS3 removes uploads
+// and temporary objects more than a day old. Requests other than part
+// uploads are retried by the client library (up to 10 times within about
+// 8 seconds) while ctx allows; a failed part fails the Put, and the
+// caller puts again. An unreachable server, or one that reports a
+// transient failure, gives errors of kind Unavailable.
+//
+// Unlike Dir, a Put of content already stored uploads it again: S3 has no
+// way to refresh LastModified that works on every server (a copy onto
+// itself keeps it on some). A re-put thus also repairs a corrupt object.
+// Get sends one GET and verifies the body as it streams. S3 deletes a
+// missing object without complaint, so Delete first checks that the blob
+// exists; of concurrent Deletes of one blob through one S3 value exactly
+// one succeeds, through several (several hubs) more than one may. S3 is
+// not a Pruner: Collect deletes with Stat and Delete, which leaves a short
+// race with a Put that re-puts the blob in between. Durability is the
+// server's: versitygw's POSIX backend, used by the tests, does not fsync.
 package blobstore

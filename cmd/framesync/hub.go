@@ -82,9 +82,6 @@ roles; see docs/security.md.`,
 			if cfg.RedisURL != "" && !strings.HasPrefix(cfg.RedisURL, "redis://") && !strings.HasPrefix(cfg.RedisURL, "rediss://") {
 				return usageError{fmt.Errorf("--redis-url: %q is not a Redis URL (redis://host:port/db or rediss:// for TLS)", cfg.RedisURL)}
 			}
-			if strings.HasPrefix(cfg.Blobs, "s3://") {
-				return usageError{errors.New("--blobs: the S3 blob store is not implemented yet; give a directory or leave it empty")}
-			}
 			if cfg.MaxUploadMB <= 0 {
 				return usageError{fmt.Errorf("--max-upload-mb must be positive, got %d", cfg.MaxUploadMB)}
 			}
@@ -103,7 +100,7 @@ roles; see docs/security.md.`,
 	f.StringVar(&cfg.Data, "data", envOr("FRAMESYNC_DATA", "./framesync-data"), "data directory: room documents, hub identity, fencing tokens (env FRAMESYNC_DATA)")
 	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis for locks, presenter tokens and fencing counters shared by several hubs, redis://host:port/db; empty = embedded (env FRAMESYNC_REDIS_URL)")
 	f.StringVar(&cfg.RedisPrefix, "redis-prefix", envOr("FRAMESYNC_REDIS_PREFIX", ""), "prefix of the hub's Redis keys; hubs serving the same rooms share it; empty = \""+lease.DefaultRedisPrefix+"\" (env FRAMESYNC_REDIS_PREFIX)")
-	f.StringVar(&cfg.Blobs, "blobs", envOr("FRAMESYNC_BLOBS", ""), "blob store directory; empty = <data>/blobs (env FRAMESYNC_BLOBS)")
+	f.StringVar(&cfg.Blobs, "blobs", envOr("FRAMESYNC_BLOBS", ""), "blob store: a directory, or s3://ACCESS:SECRET@HOST:PORT/BUCKET[/PREFIX][?secure=false&region=R] for an S3-compatible store (credentials also from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty = <data>/blobs (env FRAMESYNC_BLOBS)")
 	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
 	f.StringVar(&cfg.LogLevel, "log-level", envOr("FRAMESYNC_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FRAMESYNC_LOG_LEVEL)")
 	f.StringVar(&cfg.LogFormat, "log-format", envOr("FRAMESYNC_LOG_FORMAT", "text"), "log format: text or json (env FRAMESYNC_LOG_FORMAT)")
@@ -149,7 +146,7 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	blobs, err := blobstore.OpenDir(cfg.Blobs)
+	blobs, err := blobstore.Open(ctx, cfg.Blobs, os.Getenv) // a directory, or s3://...
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}

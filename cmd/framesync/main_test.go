@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"framesync"
+	"framesync/blobstore/s3test"
+	"framesync/relay/lease/redistest"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -111,5 +113,51 @@ func TestHubHealth(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("after shutdown: %v", err)
 		}
+	}
+}
+
+// TestHubWithRedisAndS3 runs the hub as a team would: locks in Redis,
+// blobs in an S3-compatible store (both real servers started by the test).
+func TestHubWithRedisAndS3(t *testing.T) {
+	rs := redistest.Start(t)
+	s3 := s3test.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		cfg := hubConfig{Addr: "127.0.0.1:0", Data: t.TempDir(), MaxUploadMB: 1, RedisURL: rs.URL, Blobs: s3.URL(s3.Bucket, "team")}
+		done <- runHub(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrc <- a })
+	}()
+	var hub string
+	select {
+	case a := <-addrc:
+		hub = "http://" + a
+	case err := <-done:
+		t.Fatalf("hub stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("hub did not start")
+	}
+	defer http.DefaultClient.CloseIdleConnections()
+	resp, err := http.Get(hub + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	blob := []byte("a blob for the object store")
+	hash := framesync.Sum(blob)
+	req, _ := http.NewRequest("PUT", hub+"/api/blobs/"+hash.String(), bytes.NewReader(blob))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("put blob: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	key := "team/sha256/" + hash.Hex()[:2] + "/" + hash.Hex()
+	if _, err := os.Stat(s3.ObjectPath(s3.Bucket, key)); err != nil {
+		t.Fatalf("the blob is not in the bucket under %s: %v", key, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("hub shutdown: %v", err)
 	}
 }
