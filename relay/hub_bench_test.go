@@ -26,6 +26,7 @@ import (
 
 	"framesync"
 	"framesync/relay"
+	"framesync/relay/lease/redistest"
 	"framesync/relay/relaytest"
 	"framesync/relay/wire"
 )
@@ -308,7 +309,25 @@ func BenchmarkHubPresenter(b *testing.B) {
 // ok by the next lock, from the client's read loop. Target: at least 20,000
 // pairs/s.
 func BenchmarkHubLockWS(b *testing.B) {
-	h := relaytest.Start(b, relay.Options{})
+	b.Run("embedded", func(b *testing.B) { benchLocks(b, relaytest.Start(b, relay.Options{})) })
+	// With Redis (issue 8), next to redis-benchmark's SET throughput
+	// against the same server in the same run.
+	b.Run("redis", func(b *testing.B) {
+		rs := redistest.Start(b)
+		benchLocks(b, relaytest.Start(b, relay.Options{RedisURL: rs.URL}))
+		for _, c := range []int{1, 50} {
+			rps, err := rs.SetThroughput(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("redis-benchmark SET, %d connection(s), same server: %.0f requests/s", c, rps)
+		}
+	})
+}
+
+// benchLocks measures lock+unlock pairs over the hub's WebSocket: one
+// client one pair at a time, and 8 clients with 32 pairs in flight each.
+func benchLocks(b *testing.B, h *relaytest.Hub) {
 	const pairs = 2000
 	run := func(b *testing.B, clients, window int) {
 		var total time.Duration

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -500,33 +499,18 @@ func BenchmarkRedisAcquireReleaseParallel(b *testing.B) {
 	}
 }
 
-// reportRedisBenchmark runs redis-benchmark SET (100000 requests) against
-// srv with clients connections and reports its requests per second, if the
-// program exists. Call it with the timer stopped.
+// reportRedisBenchmark reports redis-benchmark's SET requests per second
+// against srv with clients connections, if the program exists. Call it
+// with the timer stopped.
 func reportRedisBenchmark(b *testing.B, srv *redistest.Server, clients int) {
 	b.Helper()
-	bin, err := exec.LookPath("redis-benchmark")
-	if err != nil {
+	rps, err := srv.SetThroughput(clients)
+	if errors.Is(err, exec.ErrNotFound) {
 		b.Log("redis-benchmark not found; no SET baseline")
 		return
 	}
-	host, port, _ := strings.Cut(srv.Addr, ":")
-	out, err := exec.Command(bin, "-h", host, "-p", port, "-t", "set", "-n", "100000", "-c", strconv.Itoa(clients), "-q").CombinedOutput()
 	if err != nil {
-		b.Fatalf("redis-benchmark: %v: %s", err, out)
-	}
-	// "SET: 123456.79 requests per second, p50=0.199 msec"
-	s := string(out)
-	if i := strings.LastIndex(s, "SET: "); i >= 0 {
-		s = s[i+len("SET: "):]
-	}
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		b.Fatalf("redis-benchmark output %q", out)
-	}
-	rps, err := strconv.ParseFloat(f[0], 64)
-	if err != nil {
-		b.Fatalf("redis-benchmark output %q", out)
+		b.Fatal(err)
 	}
 	b.ReportMetric(rps, fmt.Sprintf("redis-SET-c%d/s", clients))
 }

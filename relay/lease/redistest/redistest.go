@@ -247,3 +247,33 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// SetThroughput runs redis-benchmark SET (100,000 requests over clients
+// connections) against s and returns its requests per second: the
+// baseline the lock benchmarks report next to their own numbers. It fails
+// if redis-benchmark is missing or prints something unexpected.
+func (s *Server) SetThroughput(clients int) (float64, error) {
+	bin, err := exec.LookPath("redis-benchmark")
+	if err != nil {
+		return 0, err
+	}
+	host, port, _ := strings.Cut(s.Addr, ":")
+	out, err := exec.Command(bin, "-h", host, "-p", port, "-t", "set", "-n", "100000", "-c", strconv.Itoa(clients), "-q").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("redis-benchmark: %v: %s", err, out)
+	}
+	// "SET: 123456.79 requests per second, p50=0.199 msec"
+	text := string(out)
+	if i := strings.LastIndex(text, "SET: "); i >= 0 {
+		text = text[i+len("SET: "):]
+	}
+	f := strings.Fields(text)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("redis-benchmark printed %q", out)
+	}
+	rps, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("redis-benchmark printed %q", out)
+	}
+	return rps, nil
+}
