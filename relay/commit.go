@@ -61,7 +61,25 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	// behind catches up and checks the request again.
 	for attempt := 1; ; attempt++ {
 		res, err := s.commitPrepared(ctx, r, req, p)
-		var be *lease.BehindError
+		var (
+			be *lease.BehindError
+			ce *conflictError
+		)
+		if errors.As(err, &ce) && attempt < commitAttempts {
+			// The client may have seen a newer version through another
+			// hub: a conflict is final only once this hub is current.
+			want, gerr := s.hs.generation(ctx, r)
+			if gerr != nil {
+				return nil, gerr
+			}
+			if g, _ := r.traj.Generation(); g >= want {
+				return nil, err
+			}
+			if err := s.hs.catchUp(ctx, r, want); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !errors.As(err, &be) {
 			return res, err
 		}

@@ -291,6 +291,20 @@ func (h *hubSync) gate(r *room, c *crdt.Commit, change []byte) error {
 	return err
 }
 
+// generation returns the room's generation in Redis.
+func (h *hubSync) generation(ctx context.Context, r *room) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	g, err := h.rdb.Get(ctx, h.genKey(r.name, r.sync.inc)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: "redis is unreachable: commits wait until it is back", Err: err}
+	}
+	return g, nil
+}
+
 // catchUp reads the room's trajectory stream until the replica is at
 // generation want, or the wait ends.
 func (h *hubSync) catchUp(ctx context.Context, r *room, want int64) error {
