@@ -769,7 +769,10 @@ func (h *hubSync) loop(ctx context.Context) {
 		h.mu.Unlock()
 		byKey := map[string]func([]redis.XMessage){}
 		for _, r := range rooms {
-			if r.sync.pubFailed {
+			r.sync.mu.Lock()
+			failed := r.sync.pubFailed
+			r.sync.mu.Unlock()
+			if failed {
 				h.publishState(r)
 			}
 			for doc := range 2 {
