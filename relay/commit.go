@@ -60,6 +60,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	// Several hubs: Redis orders the commits (see hubs.go). A hub that is
 	// behind catches up and checks the request again.
 	for attempt := 1; ; attempt++ {
+		seen, _ := r.traj.Generation()
 		res, err := s.commitPrepared(ctx, r, req, p)
 		var (
 			be *lease.BehindError
@@ -72,7 +73,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 			if gerr != nil {
 				return nil, gerr
 			}
-			if g, _ := r.traj.Generation(); g >= want {
+			if seen >= want { // the conflict was checked on a current replica
 				return nil, err
 			}
 			if err := s.hs.catchUp(ctx, r, want); err != nil {
