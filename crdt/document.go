@@ -327,8 +327,10 @@ var errNoChange = errors.New("no change")
 // commit returns the zero hash and no error. If edit fails after writing, the
 // document is rolled back to its state before (Automerge keeps uncommitted
 // operations otherwise, and would commit them with the next change).
-// after, if not nil, runs under the lock once the change is committed.
-func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time) error, after func(am *automerge.Doc)) (ChangeHash, error) {
+// after, if not nil, runs under the lock once the change is committed; if
+// it returns an error the change is rolled back (it never left the lock,
+// so no reader, session or listener saw it) and commit returns that error.
+func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time) error, after func(am *automerge.Doc, h automerge.ChangeHash) error) (ChangeHash, error) {
 	d.mu.Lock()
 	if d.readOnly != "" {
 		d.mu.Unlock()
@@ -354,7 +356,11 @@ func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time)
 	}
 	d.version++
 	if after != nil {
-		after(d.am)
+		if err := after(d.am, h); err != nil {
+			err = errors.Join(err, d.rollbackLocked(op, before))
+			d.mu.Unlock()
+			return ChangeHash{}, err
+		}
 	}
 	to := headsOf(d.am)
 	fns := d.listenersLocked()

@@ -66,7 +66,18 @@ type Trajectory struct {
 	rand io.Reader
 
 	cache trajCache // guarded by doc.mu
+
+	gate func(c *Commit, change []byte) error // set once by SetGate, before use
 }
+
+// SetGate makes every edit of t pass through fn before it takes effect:
+// fn is called with the commit and the bytes of its change (an
+// uncompressed change chunk, see ChangesMessage) while the document is
+// locked, before any reader, session or listener can see the change. If fn
+// returns an error the change is rolled back and the edit returns that
+// error. A hub uses it to make a commit visible only once other hubs agreed
+// (and got the change). Call SetGate before t is used; fn must not use t.
+func (t *Trajectory) SetGate(fn func(c *Commit, change []byte) error) { t.gate = fn }
 
 // trajCache holds the decoded frame list for one version of the document.
 // Trajectory's own edits update it in place; any other change (sync,
@@ -444,10 +455,19 @@ func (t *Trajectory) write(op, msg string, fn func(w *trajWrite) error) (*Commit
 			return internal(op, err)
 		}
 		return nil
-	}, func(am *automerge.Doc) {
+	}, func(am *automerge.Doc, h automerge.ChangeHash) error {
 		t.cache.version = t.doc.version
 		res.Heads = headsOf(am)
 		res.Generation, genErr = readGeneration(am)
+		if t.gate == nil || genErr != nil {
+			return nil
+		}
+		c, err := am.Change(h)
+		if err != nil {
+			return internal(op, err)
+		}
+		res.Hash, res.Entries = ChangeHash(h), w.written
+		return t.gate(res, c.Save())
 	})
 	if err != nil {
 		return nil, err

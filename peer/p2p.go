@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ type p2pPeer struct {
 	mu       sync.Mutex
 	hub      *lpeer.AddrInfo // from the last welcome
 	hubID    string
+	hubs     []string      // every hub of the deployment (welcome's hubs); nil with one hub
 	bound    chan struct{} // closed once the binding of this connection is done (or failed)
 	reserved bool
 	streams  map[streamKey]*peerSync
@@ -164,9 +166,19 @@ func (p *p2pPeer) welcomed(m *wire.Msg) {
 		p.host.Peerstore().AddAddrs(pid, info.Addrs, peerstore.PermanentAddrTTL)
 	}
 	p.mu.Lock()
-	p.hub, p.hubID = info, m.Hub  // nil: the hub runs no libp2p host
+	p.hub, p.hubID = info, m.Hub // nil: the hub runs no libp2p host
+	p.hubs = slices.Clone(m.Hubs)
 	p.bound = make(chan struct{}) // a new connection: bind again
 	p.mu.Unlock()
+}
+
+// acceptTrajectory accepts trajectory changes written by the hub, or by
+// any hub of its deployment.
+func (p *p2pPeer) acceptTrajectory(c crdt.ChangeInfo) error {
+	p.mu.Lock()
+	actors := append([]string{p.hubID}, p.hubs...)
+	p.mu.Unlock()
+	return crdt.AllowActors(actors...)(c)
 }
 
 // bind proves to the hub, over the control connection, that this client
@@ -502,12 +514,10 @@ func (p *p2pPeer) run(k streamKey, st network.Stream, r *Room) {
 	}
 	p.streams[k] = s
 	p.mu.Unlock()
-	// The trajectory is written by the hub only: a member may relay the
-	// hub's changes, never its own.
-	p.mu.Lock()
-	hubActor := p.hubID
-	p.mu.Unlock()
-	s.traj = crdt.NewSession(r.data.traj.Doc(), &crdt.SessionOptions{Accept: crdt.AllowActors(hubActor)})
+	// The trajectory is written by the hubs only: a member may relay the
+	// hubs' changes, never its own. With several hubs, changes by any hub
+	// of the deployment (as the last welcome named them).
+	s.traj = crdt.NewSession(r.data.traj.Doc(), &crdt.SessionOptions{Accept: p.acceptTrajectory})
 	// State changes only from members who may write (the hub's rule).
 	s.state = crdt.NewSession(r.data.state.Doc(), &crdt.SessionOptions{Accept: func(crdt.ChangeInfo) error {
 		if !r.peerMayWrite(k.peer) {

@@ -54,6 +54,48 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if s.hs == nil {
+		return s.commitPrepared(ctx, r, req, p)
+	}
+	// Several hubs: Redis orders the commits (see hubs.go). A hub that is
+	// behind catches up and checks the request again.
+	for attempt := 1; ; attempt++ {
+		seen, _ := r.traj.Generation()
+		res, err := s.commitPrepared(ctx, r, req, p)
+		var (
+			be *lease.BehindError
+			ce *conflictError
+		)
+		if errors.As(err, &ce) && attempt < commitAttempts {
+			// The client may have seen a newer version through another
+			// hub: a conflict is final only once this hub is current.
+			want, gerr := s.hs.generation(ctx, r)
+			if gerr != nil {
+				return nil, gerr
+			}
+			if seen >= want { // the conflict was checked on a current replica
+				return nil, err
+			}
+			if err := s.hs.catchUp(ctx, r, want); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !errors.As(err, &be) {
+			return res, err
+		}
+		if be.Current < be.Base || attempt == commitAttempts {
+			return nil, &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("other hubs committed to room %s meanwhile; try again", r.name), Err: err}
+		}
+		if err := s.hs.catchUp(ctx, r, be.Current); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// commitPrepared checks and writes a prepared commit under the room lock.
+func (s *Server) commitPrepared(ctx context.Context, r *room, req *wire.CommitRequest, p *prepared) (*wire.CommitResult, error) {
+	const op = "commit"
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.deleted {
@@ -82,6 +124,8 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	if author == "" {
 		author = grant.Holder
 	}
+	r.fence = &fenceArgs{target: target, token: req.Token, op: req.Op}
+	defer func() { r.fence = nil }()
 	var c *crdt.Commit
 	switch req.Op {
 	case wire.OpAppend, wire.OpExtend:

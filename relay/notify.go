@@ -126,6 +126,9 @@ func (s *Server) syncLoop(ctx context.Context) {
 			for _, mb := range r.memberList() {
 				mb.flush()
 			}
+			if s.hs != nil {
+				s.hs.publishState(r)
+			}
 		}
 	}
 }

@@ -34,8 +34,10 @@ type room struct {
 	traj    *crdt.Trajectory // safe for concurrent use; written only under mu
 	state   *crdt.State      // safe for concurrent use; persisted under mu
 	srv     *Server
+	sync    *roomSync // with several hubs: its streams (hubs.go); set before the room is shared
 
 	mu        sync.Mutex // guards the fields below and every write of traj
+	fence     *fenceArgs // the commit being written (for the trajectory gate, hubs.go)
 	trajFile  *docFile
 	stateFile *docFile
 	hubGen    int64      // hub generation of the room's last change
@@ -228,7 +230,13 @@ func persist(f *docFile, d *crdt.Doc) error {
 // recordCommitLocked remembers a commit for the change feed and the hub
 // generation. The caller holds r.mu.
 func (r *room) recordCommitLocked(c *crdt.Commit) {
-	r.feed = append(r.feed, feedMark{gen: c.Generation, heads: c.Heads})
+	r.feedMarkLocked(c.Generation, c.Heads)
+}
+
+// feedMarkLocked records a commit (this hub's or another's) for the change
+// feed and the hub generation. The caller holds r.mu.
+func (r *room) feedMarkLocked(gen int64, heads crdt.Heads) {
+	r.feed = append(r.feed, feedMark{gen: gen, heads: heads})
 	if len(r.feed) > feedKeep {
 		drop := len(r.feed) - feedKeep
 		r.feedFloor = r.feed[drop-1].gen

@@ -156,7 +156,8 @@ type Server struct {
 	auth       *auth                        // nil in local mode
 	imports    *importer                    // import jobs (import.go)
 	rate       *rateLimiter
-	p2p        *p2pHub // nil without a libp2p host
+	p2p        *p2pHub  // nil without a libp2p host
+	hs         *hubSync // nil unless several hubs share Redis (hubs.go)
 
 	mu        sync.Mutex // guards the fields below; taken before room.mu, never after
 	rooms     map[string]*room
@@ -276,17 +277,32 @@ func New(opts Options) (*Server, error) {
 		s.closeLeases()
 		return nil, err
 	}
+	if opts.RedisURL != "" {
+		if err := s.openHubs(); err != nil {
+			s.closeLeases()
+			return nil, err
+		}
+	}
 	if _, ok := s.rooms[DefaultRoom]; !ok {
 		if _, err := s.createRoom(DefaultRoom, "", ""); err != nil {
+			s.closeHubs()
 			s.closeLeases()
 			return nil, err
 		}
 	}
 	if opts.P2P != nil {
 		if err := s.startP2P(*opts.P2P); err != nil {
+			s.closeHubs()
 			s.closeLeases()
 			return nil, err
 		}
+	}
+	if s.hs != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.hs.loop(s.ctx)
+		}()
 	}
 	s.wg.Add(1)
 	go func() {
@@ -382,6 +398,7 @@ func (s *Server) Close() error {
 	}
 	s.closeLeases()
 	s.wg.Wait()
+	s.closeHubs()
 	var errs []error
 	s.mu.Lock()
 	rooms := slices.Collect(maps.Values(s.rooms))
@@ -439,10 +456,10 @@ func (s *Server) room(name string) (*room, error) {
 	return r, nil
 }
 
-// createRoom creates a room, empty or as a copy of the documents of room
-// from. Frames of a copy share their blobs with the original.
 // createRoom creates room name, empty or copying room from; creator (if
-// any) becomes its admin.
+// any) becomes its admin. Frames of a copy share their blobs with the
+// original. With several hubs the room is registered in Redis first, so
+// two hubs never create the same room.
 func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	if err := wire.CheckRoomName(name); err != nil {
 		return nil, err
@@ -457,8 +474,9 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	exists := &framesync.Error{Kind: framesync.Conflict, Op: "create room", Msg: fmt.Sprintf("room %q exists", name)}
 	if _, ok := s.rooms[name]; ok {
-		return nil, &framesync.Error{Kind: framesync.Conflict, Op: "create room", Msg: fmt.Sprintf("room %q exists", name)}
+		return nil, exists
 	}
 	acl := defaultACL(name)
 	if creator != "" {
@@ -467,8 +485,77 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 			return nil, &framesync.Error{Kind: framesync.TooLarge, Op: "create room", Msg: fmt.Sprintf("%s administers %d rooms, the limit of rooms per user", creator, n)}
 		}
 	}
+	var inc string
+	if s.hs != nil {
+		var gen int64
+		if trajSnap != nil {
+			t, err := crdt.LoadTrajectory(trajSnap, nil)
+			if err != nil {
+				return nil, err
+			}
+			gen, _ = t.Generation()
+		}
+		inc = newInc()
+		cur, err := s.hs.register(name, roomEntry{Inc: inc, Created: time.Now().UTC(), ACL: &acl}, gen)
+		if errors.Is(err, errRoomExists) {
+			if name == DefaultRoom && from == "" { // every hub makes it: take the deployment's
+				return s.installRoomLocked(name, *cur)
+			}
+			return nil, exists
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	r, err := s.newRoom(name, trajSnap, stateSnap, acl)
 	if err != nil {
+		return nil, err
+	}
+	if s.hs != nil {
+		if err := s.hs.attach(r, inc); err != nil {
+			return nil, err
+		}
+		if trajSnap != nil {
+			if err := s.hs.publishAll(r); err != nil {
+				s.log.Error("publish copied room", "room", name, "err", err)
+			}
+		}
+	}
+	s.hubGen++
+	r.hubGen = s.hubGen
+	delete(s.removed, name)
+	s.rooms[name] = r
+	return r, nil
+}
+
+// installRoom creates the local replica of a room another hub created;
+// its documents come from its streams.
+func (s *Server) installRoom(name string, e roomEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.rooms[name]; ok {
+		return nil
+	}
+	_, err := s.installRoomLocked(name, e)
+	return err
+}
+
+func (s *Server) installRoomLocked(name string, e roomEntry) (*room, error) {
+	acl := defaultACL(name)
+	if e.ACL != nil {
+		acl = *e.ACL
+	}
+	r, err := s.newRoom(name, nil, nil, acl)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Created.IsZero() {
+		r.created = e.Created
+		if err := r.saveMetaLocked(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.hs.attach(r, e.Inc); err != nil {
 		return nil, err
 	}
 	s.hubGen++
@@ -489,14 +576,34 @@ func (s *Server) roomsAdministeredLocked(user string) int {
 	return n
 }
 
-// deleteRoom removes a room, its documents and its leases. Blobs stay until
-// garbage collection.
+// deleteRoom removes a room, its documents and its leases, on every hub.
+// Blobs stay until garbage collection.
 func (s *Server) deleteRoom(name string) error {
+	s.mu.Lock()
+	r, ok := s.rooms[name]
+	s.mu.Unlock()
+	if !ok {
+		return &framesync.Error{Kind: framesync.NotFound, Op: "delete room", Msg: fmt.Sprintf("no room %q", name)}
+	}
+	if s.hs != nil {
+		if err := s.hs.unregister(name, r.sync.inc); err != nil {
+			return err
+		}
+	}
+	if err := s.leases.DropRoom(context.Background(), name); err != nil {
+		s.log.Warn("drop leases of deleted room", "room", name, "err", err)
+	}
+	return s.dropLocalRoom(name, false)
+}
+
+// dropLocalRoom removes this hub's replica of a room; with setAside its
+// directory is kept under another name.
+func (s *Server) dropLocalRoom(name string, setAside bool) error {
 	s.mu.Lock()
 	r, ok := s.rooms[name]
 	if !ok {
 		s.mu.Unlock()
-		return &framesync.Error{Kind: framesync.NotFound, Op: "delete room", Msg: fmt.Sprintf("no room %q", name)}
+		return nil
 	}
 	delete(s.rooms, name)
 	s.hubGen++
@@ -510,8 +617,8 @@ func (s *Server) deleteRoom(name string) error {
 	r.membersMu.Lock()
 	r.members = nil // a join racing with the deletion sees it
 	r.membersMu.Unlock()
-	if err := s.leases.DropRoom(context.Background(), name); err != nil {
-		s.log.Warn("drop leases of deleted room", "room", name, "err", err)
+	if setAside {
+		return os.Rename(r.dir, r.dir+".set-aside-"+fmt.Sprint(time.Now().UnixNano()))
 	}
 	return r.remove()
 }
@@ -547,6 +654,33 @@ func (s *Server) listRooms(since int64, p principal) wire.RoomsListing {
 		out.Rooms = []wire.RoomSummary{}
 	}
 	return out
+}
+
+// openHubs joins the hubs sharing Redis: rooms are reconciled with the
+// deployment's before the hub serves.
+func (s *Server) openHubs() error {
+	h, err := openHubSync(s, s.opts.RedisURL, s.opts.RedisPrefix)
+	if err != nil {
+		return err
+	}
+	s.hs = h
+	for _, r := range s.rooms {
+		if err := h.attach(r, ""); err != nil {
+			s.closeHubs()
+			return err
+		}
+	}
+	if err := h.start(); err != nil {
+		s.closeHubs()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) closeHubs() {
+	if s.hs != nil {
+		s.hs.close()
+	}
 }
 
 // hubActor is the Automerge actor the hub writes the trajectory documents with.

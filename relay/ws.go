@@ -148,6 +148,9 @@ func (c *conn) serve() {
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	c.pinger.Store(time.AfterFunc(pingInterval, c.ping))
 	welcome := &wire.Msg{T: wire.MsgWelcome, Hub: s.hubID, Client: c.client, Version: wire.ProtocolVersion}
+	if s.hs != nil {
+		welcome.Hubs = s.hs.hubIDs()
+	}
 	if s.p2p != nil {
 		c.nonce = s.p2p.welcome(welcome)
 	}

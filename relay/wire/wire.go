@@ -230,6 +230,7 @@ type Msg struct {
 	Client  string         `msgpack:"client,omitempty"`
 	Name    string         `msgpack:"name,omitempty"`
 	Hub     string         `msgpack:"hub,omitempty"`
+	Hubs    []string       `msgpack:"hubs,omitempty"` // welcome: every hub ID of the deployment (trajectory writers)
 	Version int64          `msgpack:"version,omitempty"`
 	Doc     string         `msgpack:"doc,omitempty"`
 	Data    []byte         `msgpack:"data,omitempty"`
@@ -280,7 +281,7 @@ const (
 	MsgP2P       = "p2p"       // peer, sig → ok: binds the client's libp2p peer to this connection
 
 	// hub → client
-	MsgWelcome      = "welcome"       // hub, client, version
+	MsgWelcome      = "welcome"       // hub, client, version, hubs (several hubs)
 	MsgJoined       = "joined"        // room, info
 	MsgOK           = "ok"            // id
 	MsgError        = "error"         // id, code, message, details

@@ -1,0 +1,825 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"framesync"
+	"framesync/crdt"
+	"framesync/relay/lease"
+	"framesync/relay/wire"
+)
+
+// Many hubs (issue 8). Hubs that share one Redis (and RedisPrefix) and one
+// blob store serve the same rooms. Each hub keeps its own replica of every
+// room's two documents and writes the trajectory document with its own
+// actor (its hub ID); what one hub changes reaches the others through Redis
+// streams, which every hub reads from where it left off (kept in its data
+// directory), so a hub that was down or is new catches up by reading.
+//
+// Keys, for prefix P, room R and incarnation I (random per creation of the
+// room, so a room deleted and created again starts new streams):
+//
+//	P hubs                       set of the deployment's hub IDs (= trajectory actors)
+//	P rooms                      hash R -> {"inc","created","acl"} or a tombstone {"inc","deleted":true}
+//	P roomlog                    stream: op create|delete, room, inc, meta, hub
+//	P room:R:doc:I:trajectory    stream: hub, m (changes message), note (commit JSON)
+//	P room:R:doc:I:state         stream: hub, m
+//	P room:R:gen:I               the room's generation: the number of commits
+//
+// A commit is accepted by Redis, not by the hub: lease.Redis.AppendFenced
+// checks the lock's fencing token and that the generation is the one the
+// hub's replica had before the commit, bumps it and appends the change to
+// the trajectory stream, in one script. The hub's edit waits under the
+// document lock (crdt.Trajectory.SetGate) and is rolled back if Redis
+// refuses, so no client ever sees a change that other hubs will not get.
+// A hub that is behind (another hub committed first) reads the stream until
+// its replica has the generation Redis has and tries again; the client's
+// base version is then checked against an up-to-date replica. Every commit,
+// frame-level ones included, goes through the generation: frame versions
+// need no keys of their own.
+//
+// State document changes (from clients, the presenter's last step, HTTP
+// edits) are appended by the sync loop after they are applied and
+// persisted; changes that came from the stream are not appended again.
+// Entries are applied with crdt.Doc.ApplyChanges, with the checks of any
+// change received from the network.
+//
+// Not done: trimming. Streams grow with every change; a deleted room's
+// streams are deleted. Trimming would need a snapshot of each document in
+// the blob store that a new hub starts from (then XTRIM MINID below the
+// oldest position any hub still needs). After Redis loses its data (no
+// persistence), rooms stay on the hubs that have them and the first commit
+// re-seeds the generation; changes made while it was away are not
+// re-published.
+
+// Stream fields.
+const (
+	fieldHub  = "hub"
+	fieldMsg  = "m"
+	fieldNote = "note"
+	fieldOp   = "op"
+	fieldRoom = "room"
+	fieldInc  = "inc"
+	fieldMeta = "meta"
+)
+
+const (
+	// hubsReadBlock is how long one XREAD waits for new entries.
+	hubsReadBlock = 250 * time.Millisecond
+	// hubsReadCount bounds the entries read per stream and round.
+	hubsReadCount = 256
+	// publishBatch bounds the changes of one state stream entry.
+	publishBatch = 256
+	// catchUpWait bounds how long a commit waits for its hub's replica to
+	// catch up with another hub's commits before it is refused.
+	catchUpWait = 5 * time.Second
+	// commitAttempts bounds the tries of a commit that is behind.
+	commitAttempts = 8
+)
+
+// fencedAppender is the ability of a lease backend to append under a
+// fencing token atomically (lease.Redis).
+type fencedAppender interface {
+	AppendFenced(ctx context.Context, room, target string, token int64, genKey string, base int64, stream string, fields ...string) (string, error)
+}
+
+var _ fencedAppender = (*lease.Redis)(nil)
+
+// hubSync is what a hub shares with the other hubs of its deployment.
+type hubSync struct {
+	// Static after construction.
+	s      *Server
+	rdb    *redis.Client
+	prefix string
+	fence  fencedAppender
+	log    *slog.Logger
+	file   string // <data>/hubsync.json
+
+	mu      sync.Mutex // guards the fields below
+	hubs    []string   // hub IDs of the deployment, sorted
+	logLast string     // last roomlog entry applied
+}
+
+// roomSync is a room's position in its streams.
+type roomSync struct {
+	// Static after construction.
+	inc  string
+	file string // <room dir>/hubsync.json
+
+	mu         sync.Mutex // serialises applying and publishing; taken after room.mu
+	last       [2]string  // last stream IDs applied: trajectory, state
+	published  crdt.Heads // state document changes up to these are in the stream
+	fromStream map[crdt.ChangeHash]bool
+	pubFailed  bool
+}
+
+const (
+	docTraj  = 0
+	docState = 1
+)
+
+var docNames = [2]string{"trajectory", "state"}
+
+type roomSyncFile struct {
+	Inc        string     `json:"inc"`
+	Trajectory string     `json:"trajectory"`
+	State      string     `json:"state"`
+	Published  crdt.Heads `json:"published"`
+}
+
+// roomEntry is a room in the registry (P rooms).
+type roomEntry struct {
+	Inc     string        `json:"inc"`
+	Created time.Time     `json:"created,omitzero"`
+	ACL     *wire.RoomACL `json:"acl,omitempty"`
+	Deleted bool          `json:"deleted,omitempty"`
+}
+
+func newInc() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (h *hubSync) key(parts ...string) string { return h.prefix + strings.Join(parts, ":") }
+func (h *hubSync) docKey(room, inc string, doc int) string {
+	return h.key("room", room, "doc", inc, docNames[doc])
+}
+func (h *hubSync) genKey(room, inc string) string { return h.key("room", room, "gen", inc) }
+
+// openHubSync connects to Redis and registers the hub. The rooms are
+// reconciled by start.
+func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	o.ContextTimeoutEnabled = true
+	if prefix == "" {
+		prefix = lease.DefaultRedisPrefix
+	}
+	fence, _ := s.leases.(fencedAppender)
+	if fence == nil {
+		return nil, errors.New("relay: several hubs need the Redis lease backend")
+	}
+	h := &hubSync{s: s, rdb: redis.NewClient(o), prefix: prefix, fence: fence, log: s.log.With("hubs", prefix), file: filepath.Join(s.dir, "hubsync.json")}
+	var f struct {
+		Roomlog string `json:"roomlog"`
+	}
+	if b, err := os.ReadFile(h.file); err == nil {
+		if err := json.Unmarshal(b, &f); err != nil {
+			return nil, &framesync.Error{Kind: framesync.Corrupt, Op: "open hub", Msg: h.file, Err: err}
+		}
+	}
+	h.logLast = f.Roomlog
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	if err := h.rdb.SAdd(ctx, h.key("hubs"), s.hubID).Err(); err != nil {
+		h.rdb.Close()
+		return nil, fmt.Errorf("relay: register hub in redis: %w", err)
+	}
+	h.refreshHubs(ctx)
+	return h, nil
+}
+
+func (h *hubSync) close() { h.rdb.Close() }
+
+func (h *hubSync) refreshHubs(ctx context.Context) {
+	ids, err := h.rdb.SMembers(ctx, h.key("hubs")).Result()
+	if err != nil {
+		return
+	}
+	slices.Sort(ids)
+	h.mu.Lock()
+	h.hubs = ids
+	h.mu.Unlock()
+}
+
+// hubIDs returns the deployment's hub IDs (trajectory actors).
+func (h *hubSync) hubIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.hubs)
+}
+
+func (h *hubSync) saveLocked() error {
+	b, _ := json.Marshal(map[string]string{"roomlog": h.logLast})
+	return writeFileAtomic(h.file, b, h.s.opts.NoSync)
+}
+
+// attach gives room r its stream positions: from its hubsync.json, or new
+// (inc) ones.
+func (h *hubSync) attach(r *room, inc string) error {
+	rs := &roomSync{file: filepath.Join(r.dir, "hubsync.json"), fromStream: map[crdt.ChangeHash]bool{}}
+	if b, err := os.ReadFile(rs.file); err == nil {
+		var f roomSyncFile
+		if err := json.Unmarshal(b, &f); err != nil {
+			return &framesync.Error{Kind: framesync.Corrupt, Op: "open room", Msg: rs.file, Err: err}
+		}
+		rs.inc, rs.last, rs.published = f.Inc, [2]string{f.Trajectory, f.State}, f.Published
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if inc != "" && rs.inc != inc {
+		rs.inc, rs.last, rs.published = inc, [2]string{}, nil
+	}
+	for _, hd := range rs.published {
+		if !r.state.Doc().HasChange(hd) {
+			rs.published = nil // lost locally: publish again
+			break
+		}
+	}
+	r.sync = rs
+	r.traj.SetGate(func(c *crdt.Commit, change []byte) error { return h.gate(r, c, change) })
+	if rs.inc != "" {
+		return rs.save(h.s.opts.NoSync)
+	}
+	return nil
+}
+
+func (rs *roomSync) save(noSync bool) error {
+	b, _ := json.Marshal(roomSyncFile{Inc: rs.inc, Trajectory: rs.last[docTraj], State: rs.last[docState], Published: rs.published})
+	return writeFileAtomic(rs.file, b, noSync)
+}
+
+// fenceArgs are the lock a commit is made under; set by commit under
+// room.mu for the gate.
+type fenceArgs struct {
+	target string
+	token  int64
+	op     string
+}
+
+// commitNote is what other hubs need to tell their clients about a commit.
+type commitNote struct {
+	Op     string      `json:"op"`
+	Gen    int64       `json:"gen"`
+	Frames [][3]string `json:"frames"` // id, version, hash
+}
+
+// gate runs under the trajectory document's lock for every commit: Redis
+// accepts it (and publishes it) or it is rolled back.
+func (h *hubSync) gate(r *room, c *crdt.Commit, change []byte) error {
+	f := r.fence
+	if f == nil {
+		return &framesync.Error{Kind: framesync.Internal, Op: "commit", Msg: "trajectory edit outside a commit"}
+	}
+	note := commitNote{Op: f.op, Gen: c.Generation}
+	for _, e := range c.Entries {
+		note.Frames = append(note.Frames, [3]string{e.ID, strconv.FormatInt(e.Version, 10), e.Hash.String()})
+	}
+	nb, _ := json.Marshal(note)
+	inc := r.sync.inc
+	_, err := h.fence.AppendFenced(h.s.ctx, r.name, f.target, f.token, h.genKey(r.name, inc), c.Generation-1, h.docKey(r.name, inc, docTraj),
+		fieldHub, h.s.hubID, fieldMsg, string(crdt.ChangesMessage([][]byte{change})), fieldNote, string(nb))
+	return err
+}
+
+// generation returns the room's generation in Redis.
+func (h *hubSync) generation(ctx context.Context, r *room) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	g, err := h.rdb.Get(ctx, h.genKey(r.name, r.sync.inc)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: "redis is unreachable: commits wait until it is back", Err: err}
+	}
+	return g, nil
+}
+
+// catchUp reads the room's trajectory stream until the replica is at
+// generation want, or the wait ends.
+func (h *hubSync) catchUp(ctx context.Context, r *room, want int64) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	wait := time.Millisecond
+	for {
+		if g, _ := r.traj.Generation(); g >= want {
+			return nil
+		}
+		n, err := h.pull(ctx, r, docTraj)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			wait = time.Millisecond
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: fmt.Sprintf("this hub could not catch up with generation %d of room %s from redis in time; try again", want, r.name)}
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// pull reads and applies what is new in one of the room's streams and
+// returns how many entries it read.
+func (h *hubSync) pull(ctx context.Context, r *room, doc int) (int, error) {
+	rs := r.sync
+	rs.mu.Lock()
+	from := rs.last[doc]
+	rs.mu.Unlock()
+	if from == "" {
+		from = "-"
+	} else {
+		from = "(" + from
+	}
+	msgs, err := h.rdb.XRangeN(ctx, h.docKey(r.name, rs.inc, doc), from, "+", hubsReadCount).Result()
+	if err != nil {
+		return 0, &framesync.Error{Kind: framesync.Unavailable, Op: "read from redis", Err: err}
+	}
+	h.apply(r, doc, msgs)
+	return len(msgs), nil
+}
+
+// streamIDLess compares two stream IDs "<ms>-<seq>"; "" is before all.
+func streamIDLess(a, b string) bool {
+	pa, pb := parseStreamID(a), parseStreamID(b)
+	return pa[0] < pb[0] || pa[0] == pb[0] && pa[1] < pb[1]
+}
+
+func parseStreamID(s string) [2]uint64 {
+	ms, seq, _ := strings.Cut(s, "-")
+	a, _ := strconv.ParseUint(ms, 10, 64)
+	b, _ := strconv.ParseUint(seq, 10, 64)
+	return [2]uint64{a, b}
+}
+
+// apply applies stream entries to one of the room's documents (skipping
+// those applied before), persists and tells the members.
+func (h *hubSync) apply(r *room, doc int, msgs []redis.XMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	rs := r.sync
+	var notes []commitNote
+	changed := false
+	if doc == docTraj {
+		r.mu.Lock()
+		defer func() {
+			r.mu.Unlock()
+			for _, n := range notes {
+				h.s.afterCommit(r, n.Op, h.result(r, n))
+			}
+			if changed {
+				h.s.pokeSync(r)
+			}
+		}()
+		if r.deleted {
+			return
+		}
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	d := r.traj.Doc()
+	if doc == docState {
+		d = r.state.Doc()
+	}
+	advanced := false
+	for _, m := range msgs {
+		if !streamIDLess(rs.last[doc], m.ID) {
+			continue
+		}
+		rs.last[doc], advanced = m.ID, true
+		raw, _ := m.Values[fieldMsg].(string)
+		before := d.Heads()
+		hs, err := d.ApplyChanges([]byte(raw), nil)
+		if err != nil {
+			h.log.Error("refused a stream entry", "room", r.name, "doc", docNames[doc], "id", m.ID, "err", err)
+			continue
+		}
+		if before.Equal(d.Heads()) {
+			continue
+		}
+		changed = true
+		if doc == docState {
+			for _, hd := range hs {
+				rs.fromStream[hd] = true
+			}
+			continue
+		}
+		gen, _ := r.traj.Generation()
+		r.feedMarkLocked(gen, r.traj.Heads())
+		if s, _ := m.Values[fieldNote].(string); s != "" {
+			var n commitNote
+			if json.Unmarshal([]byte(s), &n) == nil {
+				notes = append(notes, n)
+			}
+		}
+	}
+	if changed {
+		var err error
+		if doc == docTraj {
+			err = r.persistTrajLocked()
+		} else {
+			err = r.persistState()
+		}
+		if err != nil {
+			h.log.Error("persist room document", "room", r.name, "doc", docNames[doc], "err", err)
+			return // the positions stay: read again after a restart
+		}
+		if doc == docState {
+			r.markChanged()
+			h.s.pokeSync(r)
+		}
+	}
+	if advanced {
+		if err := rs.save(h.s.opts.NoSync); err != nil {
+			h.log.Error("save stream positions", "room", r.name, "err", err)
+		}
+	}
+}
+
+// result builds the commit result of another hub's commit from the note
+// and this hub's replica.
+func (h *hubSync) result(r *room, n commitNote) *wire.CommitResult {
+	res := &wire.CommitResult{Generation: n.Gen}
+	res.Length, _ = r.traj.Len()
+	for _, f := range n.Frames {
+		idx, err := r.traj.IndexOf(f[0])
+		if err != nil {
+			idx = -1
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		res.Frames = append(res.Frames, wire.FrameRef{ID: f[0], Index: idx, Version: v, Hash: f[2]})
+	}
+	return res
+}
+
+// publishState appends the state document's changes that are not in the
+// stream yet.
+func (h *hubSync) publishState(r *room) {
+	rs := r.sync
+	if rs == nil || r.isDeleted() {
+		return
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	chunks, hashes, heads, err := r.state.Doc().ChangesAfter(rs.published)
+	if err != nil {
+		h.log.Error("list state changes", "room", r.name, "err", err)
+		rs.published = nil
+		return
+	}
+	var out [][]byte
+	for i, c := range chunks {
+		if !rs.fromStream[hashes[i]] {
+			out = append(out, c)
+		}
+	}
+	if err := h.publish(r.name, rs.inc, docState, out); err != nil {
+		if !rs.pubFailed {
+			h.log.Warn("publish state changes", "room", r.name, "err", err)
+		}
+		rs.pubFailed = true
+		return
+	}
+	rs.pubFailed = false
+	for _, hd := range hashes {
+		delete(rs.fromStream, hd)
+	}
+	if !rs.published.Equal(heads) {
+		rs.published = heads
+		if err := rs.save(h.s.opts.NoSync); err != nil {
+			h.log.Error("save stream positions", "room", r.name, "err", err)
+		}
+	}
+}
+
+// publish appends changes to a document stream in batches.
+func (h *hubSync) publish(room, inc string, doc int, chunks [][]byte) error {
+	for len(chunks) > 0 {
+		n := min(len(chunks), publishBatch)
+		ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+		err := h.rdb.XAdd(ctx, &redis.XAddArgs{Stream: h.docKey(room, inc, doc), Values: []string{fieldHub, h.s.hubID, fieldMsg, string(crdt.ChangesMessage(chunks[:n]))}}).Err()
+		cancel()
+		if err != nil {
+			return err
+		}
+		chunks = chunks[n:]
+	}
+	return nil
+}
+
+// scriptRegister: KEYS rooms, roomlog, genkey; ARGV room, entry JSON, inc,
+// generation, hub. Registers a room unless a live one of that name is
+// registered; replies {ok} or {exists, entry}.
+var scriptRegister = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and not string.find(v, '"deleted":true', 1, true) then return {'exists', v} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('XADD', KEYS[2], '*', 'op', 'create', 'room', ARGV[1], 'inc', ARGV[3], 'meta', ARGV[2], 'hub', ARGV[5])
+return {'ok'}
+`)
+
+// scriptUnregister: KEYS rooms, roomlog, genkey, trajectory stream, state
+// stream; ARGV room, inc, tombstone, hub. Replies {ok} or {gone}.
+var scriptUnregister = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v or string.find(v, '"deleted":true', 1, true) or not string.find(v, '"inc":"' .. ARGV[2] .. '"', 1, true) then return {'gone'} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'room', ARGV[1], 'inc', ARGV[2], 'hub', ARGV[4])
+return {'ok'}
+`)
+
+// register records a new room in Redis; an existing live room of that name
+// is returned as a *roomEntry with an errRoomExists.
+func (h *hubSync) register(name string, e roomEntry, gen int64) (*roomEntry, error) {
+	b, _ := json.Marshal(e)
+	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	defer cancel()
+	res, err := scriptRegister.Run(ctx, h.rdb, []string{h.key("rooms"), h.key("roomlog"), h.genKey(name, e.Inc)}, name, string(b), e.Inc, gen, h.s.hubID).StringSlice()
+	if err != nil {
+		return nil, &framesync.Error{Kind: framesync.Unavailable, Op: "create room", Msg: "redis is unreachable: rooms cannot be created", Err: err}
+	}
+	if len(res) == 2 && res[0] == "exists" {
+		var cur roomEntry
+		if err := json.Unmarshal([]byte(res[1]), &cur); err != nil {
+			return nil, &framesync.Error{Kind: framesync.Internal, Op: "create room", Msg: "malformed room entry in redis", Err: err}
+		}
+		return &cur, errRoomExists
+	}
+	return nil, nil
+}
+
+var errRoomExists = errors.New("room exists")
+
+// unregister records the deletion of a room in Redis and drops its streams.
+func (h *hubSync) unregister(name, inc string) error {
+	b, _ := json.Marshal(roomEntry{Inc: inc, Deleted: true})
+	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	defer cancel()
+	err := scriptUnregister.Run(ctx, h.rdb, []string{h.key("rooms"), h.key("roomlog"), h.genKey(name, inc), h.docKey(name, inc, docTraj), h.docKey(name, inc, docState)}, name, inc, string(b), h.s.hubID).Err()
+	if err != nil {
+		return &framesync.Error{Kind: framesync.Unavailable, Op: "delete room", Msg: "redis is unreachable: rooms cannot be deleted", Err: err}
+	}
+	return nil
+}
+
+// publishAll appends every change of a room's documents (a copy, or a room
+// this hub had before it joined the deployment).
+func (h *hubSync) publishAll(r *room) error {
+	chunks, _, _, err := r.traj.Doc().ChangesAfter(nil)
+	if err != nil {
+		return err
+	}
+	if err := h.publish(r.name, r.sync.inc, docTraj, chunks); err != nil {
+		return err
+	}
+	h.publishState(r)
+	return nil
+}
+
+// start brings the hub's rooms in line with the deployment: deletions and
+// creations it missed, rooms it has that the deployment does not (they are
+// registered and published).
+func (h *hubSync) start() error {
+	ctx, cancel := context.WithTimeout(h.s.ctx, 30*time.Second)
+	defer cancel()
+	// What happened while this hub was away.
+	for {
+		h.mu.Lock()
+		from := h.logLast
+		h.mu.Unlock()
+		if from == "" {
+			from = "-"
+		} else {
+			from = "(" + from
+		}
+		msgs, err := h.rdb.XRangeN(ctx, h.key("roomlog"), from, "+", 1024).Result()
+		if err != nil {
+			return fmt.Errorf("relay: read room log from redis: %w", err)
+		}
+		h.applyRoomlog(msgs)
+		if len(msgs) < 1024 {
+			break
+		}
+	}
+	reg, err := h.rdb.HGetAll(ctx, h.key("rooms")).Result()
+	if err != nil {
+		return fmt.Errorf("relay: read rooms from redis: %w", err)
+	}
+	live := map[string]roomEntry{}
+	for name, v := range reg {
+		var e roomEntry
+		if json.Unmarshal([]byte(v), &e) == nil && !e.Deleted {
+			live[name] = e
+		}
+	}
+	h.s.mu.Lock()
+	local := maps.Clone(h.s.rooms)
+	h.s.mu.Unlock()
+	for name, e := range live {
+		r := local[name]
+		switch {
+		case r == nil:
+		case r.sync.inc == e.Inc:
+			continue
+		case r.sync.inc == "":
+			if g, _ := r.traj.Generation(); g == 0 {
+				// A room this hub made before it knew the deployment, with
+				// no commits: adopt the deployment's (state changes merge).
+				r.sync.mu.Lock()
+				r.sync.inc = e.Inc
+				err := r.sync.save(h.s.opts.NoSync)
+				r.sync.mu.Unlock()
+				if err != nil {
+					return err
+				}
+				h.publishState(r)
+				continue
+			}
+			h.log.Error("room exists in the deployment and on this hub with other commits; this hub's copy is set aside", "room", name)
+			fallthrough
+		default:
+			if err := h.s.dropLocalRoom(name, true); err != nil {
+				return err
+			}
+		}
+		if err := h.s.installRoom(name, e); err != nil {
+			return err
+		}
+	}
+	for name, r := range local {
+		if _, ok := live[name]; ok || r.isDeleted() {
+			continue
+		}
+		inc := r.sync.inc
+		if inc == "" {
+			inc = newInc()
+		}
+		gen, _ := r.traj.Generation()
+		cur, err := h.register(name, roomEntry{Inc: inc, Created: r.created, ACL: r.acl.Load()}, gen)
+		if errors.Is(err, errRoomExists) { // registered meanwhile by another hub
+			if err := h.s.dropLocalRoom(name, r.sync.inc == "" && gen > 0); err != nil {
+				return err
+			}
+			if err := h.s.installRoom(name, *cur); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r.sync.mu.Lock()
+		r.sync.inc = inc
+		err = r.sync.save(h.s.opts.NoSync)
+		r.sync.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if err := h.publishAll(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyRoomlog applies room creations and deletions.
+func (h *hubSync) applyRoomlog(msgs []redis.XMessage) {
+	for _, m := range msgs {
+		op, _ := m.Values[fieldOp].(string)
+		name, _ := m.Values[fieldRoom].(string)
+		inc, _ := m.Values[fieldInc].(string)
+		h.s.mu.Lock()
+		r := h.s.rooms[name]
+		h.s.mu.Unlock()
+		switch op {
+		case "create":
+			var e roomEntry
+			meta, _ := m.Values[fieldMeta].(string)
+			if json.Unmarshal([]byte(meta), &e) != nil || e.Inc != inc {
+				h.log.Error("malformed room log entry", "id", m.ID)
+				break
+			}
+			if r != nil && r.sync.inc == inc {
+				break
+			}
+			if r != nil {
+				if err := h.s.dropLocalRoom(name, false); err != nil {
+					h.log.Error("drop replaced room", "room", name, "err", err)
+					break
+				}
+			}
+			if err := h.s.installRoom(name, e); err != nil {
+				h.log.Error("create room of another hub", "room", name, "err", err)
+			}
+		case "delete":
+			if r != nil && r.sync.inc == inc {
+				if err := h.s.dropLocalRoom(name, false); err != nil {
+					h.log.Error("delete room of another hub", "room", name, "err", err)
+				}
+			}
+		}
+		h.mu.Lock()
+		h.logLast = m.ID
+		err := h.saveLocked()
+		h.mu.Unlock()
+		if err != nil {
+			h.log.Error("save room log position", "err", err)
+		}
+	}
+}
+
+// loop reads every stream of the deployment until the hub closes.
+func (h *hubSync) loop(ctx context.Context) {
+	wait := 50 * time.Millisecond
+	lastHubs := time.Now()
+	for ctx.Err() == nil {
+		if time.Since(lastHubs) > 5*time.Second {
+			h.refreshHubs(ctx)
+			lastHubs = time.Now()
+		}
+		h.s.mu.Lock()
+		rooms := make(map[string]*room, len(h.s.rooms))
+		for _, r := range h.s.rooms {
+			if r.sync != nil && r.sync.inc != "" {
+				rooms[r.sync.inc] = r
+			}
+		}
+		h.s.mu.Unlock()
+		h.mu.Lock()
+		keys := []string{h.key("roomlog")}
+		ids := []string{cmpID(h.logLast)}
+		h.mu.Unlock()
+		byKey := map[string]func([]redis.XMessage){}
+		for _, r := range rooms {
+			r.sync.mu.Lock()
+			failed := r.sync.pubFailed
+			r.sync.mu.Unlock()
+			if failed {
+				h.publishState(r)
+			}
+			for doc := range 2 {
+				k := h.docKey(r.name, r.sync.inc, doc)
+				r.sync.mu.Lock()
+				ids = append(ids, cmpID(r.sync.last[doc]))
+				r.sync.mu.Unlock()
+				keys = append(keys, k)
+				byKey[k] = func(msgs []redis.XMessage) { h.apply(r, doc, msgs) }
+			}
+		}
+		res, err := h.rdb.XRead(ctx, &redis.XReadArgs{Streams: append(keys, ids...), Count: hubsReadCount, Block: hubsReadBlock}).Result()
+		if errors.Is(err, redis.Nil) {
+			wait = 50 * time.Millisecond
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Warn("read streams from redis", "err", err)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(2*wait, time.Second)
+			continue
+		}
+		wait = 50 * time.Millisecond
+		for _, st := range res {
+			if st.Stream == keys[0] {
+				h.applyRoomlog(st.Messages)
+				continue
+			}
+			if f := byKey[st.Stream]; f != nil {
+				f(st.Messages)
+			}
+		}
+	}
+}
+
+func cmpID(id string) string {
+	if id == "" {
+		return "0-0"
+	}
+	return id
+}
