@@ -430,12 +430,16 @@ func shared(m *wire.Msg) outMsg {
 
 func (c *conn) reply(m *wire.Msg) { c.enqueue(outMsg{b: encodeOut(m)}) }
 
-func (c *conn) replyErr(id uint64, err error) {
+func (c *conn) replyErr(id uint64, err error) { c.replyErrIn(id, "", "", err) }
+
+// replyErrIn is replyErr for a message about document doc of room (either
+// may be empty).
+func (c *conn) replyErrIn(id uint64, room, doc string, err error) {
 	k, body := errorBody(err)
 	if k == framesync.Internal {
 		c.srv.log.Error("control request failed", "client", c.client, "err", err)
 	}
-	m := &wire.Msg{T: wire.MsgError, ID: id, Code: k.Code(), Message: body["message"].(string)}
+	m := &wire.Msg{T: wire.MsgError, ID: id, Room: room, Doc: doc, Code: k.Code(), Message: body["message"].(string)}
 	delete(body, "code")
 	delete(body, "message")
 	if len(body) > 0 {
@@ -487,7 +491,9 @@ func (c *conn) handle(m *wire.Msg) {
 		c.reply(&wire.Msg{T: wire.MsgOK, ID: m.ID, Room: m.Room})
 	case wire.MsgSync:
 		if err := mb.receive(m.Doc, m.Data); err != nil {
-			c.replyErr(m.ID, err)
+			// Named by room and document, so the client can tell which
+			// of its changes went nowhere.
+			c.replyErrIn(m.ID, m.Room, m.Doc, err)
 		}
 	case wire.MsgLock, wire.MsgRenew:
 		if err := checkTarget(m.Target); err != nil {

@@ -217,7 +217,7 @@ export class Room {
         this.deleted = true;
         return this.#end("deleted", this.name);
       case "error":
-        if (m.code === "forbidden" && !m.id) {
+        if (m.code === "forbidden" && !m.id && !m.doc) {
           // Not an answer: the hub withdrew our access and dropped us from
           // the room (relay evictOutsiders).
           return this.#end("evicted", fsError("forbidden", typeof m.message === "string" ? m.message : `room ${this.name}: your access was withdrawn`, {room: this.name}));
