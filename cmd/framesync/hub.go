@@ -98,7 +98,7 @@ roles; see docs/security.md.`,
 	f := c.Flags()
 	f.StringVar(&cfg.Addr, "addr", envOr("FRAMESYNC_ADDR", "127.0.0.1:5000"), "listen address (env FRAMESYNC_ADDR)")
 	f.StringVar(&cfg.Data, "data", envOr("FRAMESYNC_DATA", "./framesync-data"), "data directory: room documents, hub identity, fencing tokens (env FRAMESYNC_DATA)")
-	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis for locks, presenter tokens and fencing counters shared by several hubs, redis://host:port/db; empty = embedded (env FRAMESYNC_REDIS_URL)")
+	f.StringVar(&cfg.RedisURL, "redis-url", envOr("FRAMESYNC_REDIS_URL", ""), "Redis shared by several hubs serving the same rooms (locks, fencing tokens, room registry, document streams), redis://host:port/db; empty = one hub, embedded (env FRAMESYNC_REDIS_URL; docs/deploy.md)")
 	f.StringVar(&cfg.RedisPrefix, "redis-prefix", envOr("FRAMESYNC_REDIS_PREFIX", ""), "prefix of the hub's Redis keys; hubs serving the same rooms share it; empty = \""+lease.DefaultRedisPrefix+"\" (env FRAMESYNC_REDIS_PREFIX)")
 	f.StringVar(&cfg.Blobs, "blobs", envOr("FRAMESYNC_BLOBS", ""), "blob store: a directory, or s3://ACCESS:SECRET@HOST:PORT/BUCKET[/PREFIX][?secure=false&region=R] for an S3-compatible store (credentials also from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty = <data>/blobs (env FRAMESYNC_BLOBS)")
 	f.Int64Var(&cfg.MaxUploadMB, "max-upload-mb", maxUpload, "largest accepted request body in MB (env FRAMESYNC_MAX_UPLOAD_MB)")
