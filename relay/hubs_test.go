@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -242,4 +243,42 @@ func TestHubCatchesUp(t *testing.T) {
 	join(t, ca, "default")
 	seed(t, a, ca, "default", 1, 3)
 	waitConverged(t, "default", a, b, c)
+}
+
+// BenchmarkCrossHubNotify: from a commit request through hub a until a
+// member of hub b gets its frame_updated (the change travels through the
+// Redis stream), next to a member of hub a in the same run.
+func BenchmarkCrossHubNotify(b *testing.B) {
+	rs := redistest.Start(b)
+	opts := relay.Options{RedisURL: rs.URL, RedisPrefix: "bench:", Blobs: blobstore.NewMemory()}
+	a, hb := relaytest.Start(b, opts), relaytest.Start(b, opts)
+	writer, onA, onB := a.Dial("w", "writer"), a.Dial("ra", "on a"), hb.Dial("rb", "on b")
+	for _, c := range []*relaytest.Client{writer, onA, onB} {
+		defer c.Close()
+		join(b, c, "default")
+	}
+	g := lock(b, writer, "default", "trajectory", 10*time.Minute)
+	var local, remote []time.Duration
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		res := mustCommit(b, a, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token,
+			Frames: []msgpack.RawMessage{encodeFrame(b, relaytest.Frame(4, float64(i)))}})
+		id := res.Frames[0].ID
+		for _, w := range []struct {
+			c   *relaytest.Client
+			lat *[]time.Duration
+		}{{onA, &local}, {onB, &remote}} {
+			if m := w.c.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgFrameUpdated && m.Frame == id }, 10*time.Second); m == nil {
+				b.Fatal("no frame_updated")
+			}
+			*w.lat = append(*w.lat, time.Since(t0))
+		}
+	}
+	slices.Sort(local)
+	slices.Sort(remote)
+	q := func(lat []time.Duration, p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+	b.ReportMetric(q(local, 0.5), "same-hub-p50-ms")
+	b.ReportMetric(q(local, 0.99), "same-hub-p99-ms")
+	b.ReportMetric(q(remote, 0.5), "other-hub-p50-ms")
+	b.ReportMetric(q(remote, 0.99), "other-hub-p99-ms")
 }
