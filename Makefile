@@ -11,7 +11,7 @@ BIN := bin/framesync
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 APT_PACKAGES := python3-msgpack python3-msgpack-numpy python3-numpy python3-ase redis-server
 
-.PHONY: help deps build run test check vet staticcheck bench fuzz fuzz-long fmt clean web
+.PHONY: help deps build run test fault check vet staticcheck bench fuzz fuzz-long fmt clean web
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ run: build ## start a hub with embedded defaults on 127.0.0.1:5000
 
 test: deps ## run all tests with the race detector
 	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 FRAMESYNC_REQUIRE_REDIS=1 FRAMESYNC_REQUIRE_S3=1 $(GO) test -race -count=1 ./...
+
+fault: deps ## fault tests with real processes: several hubs, redis-server, clients killed with SIGKILL (fault/; CI runs it)
+	FRAMESYNC_FAULT=1 FRAMESYNC_REQUIRE_REDIS=1 $(GO) test -count=1 -timeout 30m ./fault/
 
 vet: ## go vet
 	$(GO) vet ./...
