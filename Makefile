@@ -45,7 +45,7 @@ test: deps ## run all tests with the race detector
 	FRAMESYNC_REQUIRE_PYTHON=1 FRAMESYNC_REQUIRE_BROWSER=1 FRAMESYNC_REQUIRE_REDIS=1 FRAMESYNC_REQUIRE_S3=1 $(GO) test -race -count=1 ./...
 
 fault: deps ## fault tests with real processes: several hubs, redis-server, clients killed with SIGKILL (fault/; CI runs it)
-	FRAMESYNC_FAULT=1 FRAMESYNC_REQUIRE_REDIS=1 $(GO) test -count=1 -timeout 30m ./fault/
+	FRAMESYNC_FAULT=1 FRAMESYNC_REQUIRE_REDIS=1 $(GO) test -count=1 -v -timeout 30m ./fault/
 
 vet: ## go vet
 	$(GO) vet ./...

@@ -67,7 +67,7 @@ func TestTwoHubsConcurrentCommits(t *testing.T) {
 		float64(st.Acked)/took.Seconds(), st)
 }
 
-// TestHubKilledDuringCommits (issue 8, test 2): 200 commits from clients of
+// TestHubKilledDuringCommits (issue 8, test 2): 1,000 commits from clients of
 // two hubs; three times a hub (a, b, a again) is killed (SIGKILL) while one
 // of its clients' commit requests is in flight, the other hub's clients go
 // on alone for a while, and the hub is restarted on the same data
@@ -86,13 +86,13 @@ func TestHubKilledDuringCommits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	const perHub, rounds = 2, 50 // 4 clients x 50 = 200 commits
+	const perHub, rounds = 4, 125 // 8 clients x 125 = 1,000 commits
 	const ttl = 3 * time.Second
 	start := time.Now()
 	ed := startEditors(t, ctx, room, []*hubProc{a, b}, perHub, rounds, ttl)
 	var log []string
 	for i, h := range []*hubProc{a, b, a} {
-		ed.waitAcked(t, 40+50*i)
+		ed.waitAcked(t, 200+300*i)
 		// Kill while one of its clients' commits is in flight.
 		inflight := ed.inflight[h.name]
 		deadline := time.Now().Add(time.Minute)
@@ -130,6 +130,6 @@ func TestHubKilledDuringCommits(t *testing.T) {
 	for _, l := range log {
 		t.Log(l)
 	}
-	t.Logf("200 commit attempts by 4 clients in %v; frames a %d b %d (unanswered that landed: %d); heads %s; %s",
+	t.Logf("1,000 commit attempts by 8 clients in %v; frames a %d b %d (unanswered that landed: %d); heads %s; %s",
 		took.Round(time.Millisecond), frames[0], frames[1], landed[0], th, st)
 }

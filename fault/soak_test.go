@@ -35,7 +35,7 @@ func (c *soakCounts) add(f func(c *soakCounts)) {
 	f(c)
 }
 
-// TestSoak (issue 8, test 5): 30 clients across two hubs edit one room at
+// TestSoak (issue 8, test 5): 50 clients across two hubs edit one room at
 // random for a minute (FRAMESYNC_FAULT_SOAK sets another duration):
 // appends under the trajectory lock, frame replaces on the version read
 // (conflicts expected), state edits, commits replayed with a released
@@ -54,7 +54,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const clients = 30
+	const clients = 50
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d, %d clients, %v", seed, clients, dur)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+3*time.Minute)
