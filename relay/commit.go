@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"framesync"
 	"framesync/blobstore"
@@ -59,14 +60,16 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	}
 	// Several hubs: Redis orders the commits (see hubs.go). A hub that is
 	// behind catches up and checks the request again.
-	for attempt := 1; ; attempt++ {
+	deadline := time.Now().Add(commitRetryFor)
+	for {
+		again := time.Now().Before(deadline)
 		seen, _ := r.traj.Generation()
 		res, err := s.commitPrepared(ctx, r, req, p)
 		var (
 			be *lease.BehindError
 			ce *conflictError
 		)
-		if errors.As(err, &ce) && attempt < commitAttempts {
+		if errors.As(err, &ce) && again {
 			// The client may have seen a newer version through another
 			// hub: a conflict is final only once this hub is current.
 			want, gerr := s.hs.generation(ctx, r)
@@ -84,7 +87,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 		if !errors.As(err, &be) {
 			return res, err
 		}
-		if be.Current < be.Base || attempt == commitAttempts {
+		if be.Current < be.Base || !again {
 			return nil, &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("other hubs committed to room %s meanwhile; try again", r.name), Err: err}
 		}
 		if err := s.hs.catchUp(ctx, r, be.Current); err != nil {

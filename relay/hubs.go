@@ -89,8 +89,10 @@ const (
 	// catchUpWait bounds how long a commit waits for its hub's replica to
 	// catch up with another hub's commits before it is refused.
 	catchUpWait = 5 * time.Second
-	// commitAttempts bounds the tries of a commit that is behind.
-	commitAttempts = 8
+	// commitRetryFor bounds how long a commit that keeps losing the race
+	// to other hubs' commits is tried again (each loss is another commit's
+	// progress, so only a very busy room gets near it).
+	commitRetryFor = 15 * time.Second
 )
 
 // fencedAppender is the ability of a lease backend to append under a
