@@ -21,6 +21,8 @@ import (
 	"framesync/peer"
 	"framesync/relay/relaytest"
 	"framesync/relay/wire"
+
+	"framesync/internal/testproc"
 )
 
 // The child: the test binary run again with childEnv set is a client
@@ -131,7 +133,7 @@ func startChild(t *testing.T, url, room string, ttl time.Duration) *child {
 	ch.cmd.Env = append(os.Environ(), childEnv+"=locker", envHub+"="+url, envRoom+"="+room, envReq+"="+ch.req,
 		envCache+"="+filepath.Join(dir, "cache"), envTTL+"="+strconv.FormatInt(ttl.Milliseconds(), 10))
 	ch.cmd.Stderr = os.Stderr
-	dieWithParent(ch.cmd)
+	testproc.DieWithParent(ch.cmd)
 	out, err := ch.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,6 +38,8 @@ import (
 	"framesync/relay/lease/redistest"
 	"framesync/relay/relaytest"
 	"framesync/relay/wire"
+
+	"framesync/internal/testproc"
 )
 
 // enableEnv turns the package on.
@@ -129,7 +130,7 @@ type hubProc struct {
 func (d *deployment) startHub(name string) *hubProc {
 	t := d.t
 	t.Helper()
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,15 +154,6 @@ func (d *deployment) startHub(name string) *hubProc {
 	return h
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Start runs the hub process and waits until /readyz answers 200.
 func (h *hubProc) Start() time.Duration {
 	h.t.Helper()
@@ -174,7 +166,7 @@ func (h *hubProc) Start() time.Duration {
 	cmd := exec.Command(hubBin, h.args...)
 	cmd.Env = hubEnv()
 	cmd.Stdout, cmd.Stderr = lf, lf
-	dieWithParent(cmd)
+	testproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		h.t.Fatalf("start hub %s: %v", h.name, err)

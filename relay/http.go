@@ -62,16 +62,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/auth/me", s.api(s.handleMe))
 	mux.HandleFunc("POST /api/users", s.api(s.hubAdmin(s.handleCreateUser)))
 	mux.HandleFunc("DELETE /api/users/{user}", s.api(s.hubAdmin(s.handleDeleteUser)))
-	if s.opts.UI != nil {
-		mux.Handle("GET /{$}", s.opts.UI)
-		mux.Handle("GET /login", s.opts.UI)
-		mux.Handle("GET /rooms", s.opts.UI)
-		mux.Handle("GET /rooms/{name}", s.opts.UI)
-		mux.Handle("GET /ui/", s.opts.UI)
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	noRoute := func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &framesync.Error{Kind: framesync.NotFound, Msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
-	})
+	}
+	if s.opts.UI != nil {
+		// The UI owns every other GET (package web decides its pages), so
+		// a new page needs no route here; the API keeps its JSON errors.
+		mux.Handle("GET /", s.opts.UI)
+		mux.HandleFunc("GET /api/", noRoute)
+	}
+	mux.HandleFunc("/", noRoute)
 	return s.metrics.instrument(mux, s.withPrincipal(mux))
 }
 

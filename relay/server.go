@@ -71,8 +71,8 @@ type Options struct {
 	// Limits bound what one client may ask of the hub; zero fields take
 	// the defaults of DefaultLimits.
 	Limits Limits
-	// UI serves the browser UI at GET /, /login, /rooms, /rooms/{name} and /ui/
-	// (package web);
+	// UI serves the browser UI: every GET outside /api/ and the health
+	// and metrics routes (package web);
 	// nil serves none.
 	UI http.Handler
 	// P2P starts a libp2p host: room directory and circuit relay for

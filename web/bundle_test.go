@@ -46,17 +46,32 @@ func TestBundleUpToDate(t *testing.T) {
 // that needs node and web/node_modules.
 func requireNode(t *testing.T) {
 	t.Helper()
-	need := func(what string, err error) {
-		if err == nil {
-			return
-		}
-		if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s: %v", what, err)
-		}
-		t.Skipf("%s: %v (make test installs it)", what, err)
-	}
 	_, err := exec.LookPath("node")
-	need("node", err)
+	need(t, "node", err)
 	_, err = os.Stat(filepath.Join("node_modules", "esbuild"))
-	need("npm packages (npm ci in web/)", err)
+	need(t, "npm packages (npm ci in web/)", err)
+}
+
+// requireBrowser is requireNode for a test that drives Chromium with
+// playwright-core.
+func requireBrowser(t *testing.T) {
+	t.Helper()
+	requireNode(t)
+	_, err := os.Stat(chromiumPath())
+	need(t, "chromium", err)
+	_, err = os.Stat(filepath.Join("node_modules", "playwright-core"))
+	need(t, "playwright-core (npm ci in web/)", err)
+}
+
+// need skips t when err says something the test needs is missing, or
+// fails it with FRAMESYNC_REQUIRE_BROWSER=1 (make test sets it).
+func need(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
+		t.Fatalf("%s: %v", what, err)
+	}
+	t.Skipf("%s: %v (make test installs it)", what, err)
 }

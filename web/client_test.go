@@ -132,21 +132,6 @@ func TestClientModuleAccessControl(t *testing.T) {
 	runClientScript(ctx, t, want, &clientGoSide{t: t, h: h, room: room})
 }
 
-// requireBrowser skips (or, with FRAMESYNC_REQUIRE_BROWSER=1, fails) a test
-// that drives Chromium with playwright-core.
-func requireBrowser(t *testing.T) {
-	t.Helper()
-	requireNode(t)
-	for _, need := range []string{"/usr/bin/chromium", filepath.Join("node_modules", "playwright-core")} {
-		if _, err := os.Stat(need); err != nil {
-			if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
-				t.Fatal(err)
-			}
-			t.Skipf("%v (make test installs it)", err)
-		}
-	}
-}
-
 // runClientScript writes want for e2e/client.mjs, runs it and answers its
 // Go-side steps with g.
 func runClientScript(ctx context.Context, t *testing.T, want map[string]any, g *clientGoSide) {

@@ -239,15 +239,7 @@ func startRoomHub(t *testing.T, n int, frame func(int) *framesync.Frame) *roomHu
 // prepares the hub and returns the token the Go client connects with.
 func startRoomHubWith(t *testing.T, opts relay.Options, login func(*relaytest.Hub) string, n int, frame func(int) *framesync.Frame) *roomHub {
 	t.Helper()
-	requireNode(t)
-	for _, p := range []string{chromiumPath(), filepath.Join("node_modules", "playwright-core")} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
-				t.Fatal(err)
-			}
-			t.Skipf("%v (make test installs it)", err)
-		}
-	}
+	requireBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	h := relaytest.Start(t, opts)

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -83,21 +82,7 @@ func TestPages(t *testing.T) {
 // Chromium (playwright-core from web/e2e). make test installs both; without
 // them the test is skipped unless FRAMESYNC_REQUIRE_BROWSER=1.
 func TestLoginInBrowser(t *testing.T) {
-	need := func(what string, err error) {
-		if err == nil {
-			return
-		}
-		if os.Getenv("FRAMESYNC_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s: %v", what, err)
-		}
-		t.Skipf("%s: %v (make test installs it)", what, err)
-	}
-	_, err := exec.LookPath("node")
-	need("node", err)
-	_, err = os.Stat("/usr/bin/chromium")
-	need("chromium", err)
-	_, err = os.Stat(filepath.Join("node_modules", "playwright-core"))
-	need("playwright-core (npm ci in web/)", err)
+	requireBrowser(t)
 
 	h := hubWithUI(t)
 	var res wire.LoginResponse

@@ -28,6 +28,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"framesync/internal/testproc"
 )
 
 // Binary is the name of the server executable.
@@ -101,7 +103,7 @@ func Start(t testing.TB) *Server {
 	// server binding it: try a few.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			t.Fatalf("s3test: %v", err)
 		}
@@ -148,16 +150,6 @@ func FindBinary() (string, error) {
 	return "", fmt.Errorf("%s not found in $PATH or %s", Binary, strings.Join(dirs, ", "))
 }
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // start runs the binary on s.Endpoint and waits until it answers HTTP.
 func (s *Server) start() error {
 	s.mu.Lock()
@@ -171,7 +163,7 @@ func (s *Server) start() error {
 		"posix", s.Dir)
 	out := &tailBuffer{max: maxOutput}
 	cmd.Stdout, cmd.Stderr = out, out
-	dieWithParent(cmd)
+	testproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %v", s.bin, err)
 	}

@@ -43,8 +43,8 @@ func (r *Redis) AppendFenced(ctx context.Context, room, target string, token int
 	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
-	args := append([]any{r.prefix, room, target, token, genKey, base, stream}, toAny(fields)...)
-	res, err := r.runArgs(ctx, op, scriptAppendFenced, args...)
+	args := append([]any{room, target, token, genKey, base, stream}, toAny(fields)...)
+	res, err := r.run(ctx, op, scriptAppendFenced, args...)
 	if err != nil {
 		return "", err
 	}
@@ -71,24 +71,6 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
-}
-
-// runArgs runs a script with args as given (the prefix included) and
-// returns its reply as strings.
-func (r *Redis) runArgs(ctx context.Context, op string, s *redis.Script, args ...any) ([]string, error) {
-	v, err := s.Run(ctx, r.client, nil, args...).Slice()
-	if err != nil {
-		return nil, r.opError(op, err)
-	}
-	out := make([]string, len(v))
-	for i, x := range v {
-		str, ok := x.(string)
-		if !ok {
-			return nil, badReply(op, fmt.Errorf("reply element %T", x))
-		}
-		out[i] = str
-	}
-	return out, nil
 }
 
 // scriptAppendFenced: ARGV room, target, token, genkey, base, stream,

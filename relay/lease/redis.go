@@ -351,7 +351,8 @@ func parseMillis(s string) (int64, error) {
 	return int64(f), nil
 }
 
-// run runs a script and returns its reply as strings.
+// run runs a script with the key prefix as its first argument and returns
+// its reply as strings.
 func (r *Redis) run(ctx context.Context, op string, s *redis.Script, args ...any) ([]string, error) {
 	v, err := s.Run(ctx, r.client, nil, append([]any{r.prefix}, args...)...).Slice()
 	if err != nil {
@@ -361,7 +362,7 @@ func (r *Redis) run(ctx context.Context, op string, s *redis.Script, args ...any
 	for i, x := range v {
 		str, ok := x.(string)
 		if !ok {
-			return nil, &framesync.Error{Kind: framesync.Internal, Op: op, Msg: fmt.Sprintf("unexpected reply element %T from the lease script", x)}
+			return nil, badReply(op, fmt.Errorf("reply element %T", x))
 		}
 		out[i] = str
 	}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"framesync/internal/testproc"
 )
 
 // startTimeout bounds how long a server may take to answer PING.
@@ -73,7 +75,7 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(s.Stop)
 	var lastErr error
 	for range 5 { // a port picked free can be taken before redis binds it
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,15 +88,6 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("redistest: %v", lastErr)
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Start starts the server again on the same address after Stop. It fails
