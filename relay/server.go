@@ -260,7 +260,10 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("relay: fencing tokens: %w", err)
 		}
 		if opts.RedisURL != "" {
-			r, err := lease.NewRedis(s.ctx, opts.RedisURL, &lease.RedisOptions{Prefix: opts.RedisPrefix, Tokens: toks, Logger: log})
+			// The marks go to the blob store every hub shares, so no hub
+			// grants a token another hub granted, whatever Redis loses.
+			shared := lease.NewBlobTokens(opts.Blobs, toks)
+			r, err := lease.NewRedis(s.ctx, opts.RedisURL, &lease.RedisOptions{Prefix: opts.RedisPrefix, Tokens: shared, Logger: log})
 			if err != nil {
 				return nil, fmt.Errorf("relay: redis: %w", err)
 			}

@@ -73,11 +73,13 @@
 //     is granted again. Without a TokenStore that holds only while the hub
 //     keeps running. With one TokenStore per hub (FileTokens in each hub's
 //     data directory), a token another hub granted that this hub had not
-//     yet heard of (the pub/sub delay, about a millisecond) and that is
-//     above its reserved block can be granted again. Hubs sharing one
-//     TokenStore whose Reserve only ever raises the mark (atomically, across
-//     processes) close that gap: every token is reserved in it before it
-//     is granted. FileTokens is not such a store across processes.
+//     yet heard of (the pub/sub delay, about a millisecond, or all of them
+//     for a hub that was not running) and that is above its reserved block
+//     can be granted again. Hubs sharing one TokenStore whose Reserve only
+//     ever raises the mark, across processes, close that gap: every token
+//     is reserved in it before it is granted. BlobTokens is such a store,
+//     in the blob store the hubs share (the hub uses it with Redis);
+//     FileTokens is not.
 //   - No Redlock and no guarantee across failover: with asynchronous
 //     replication a promoted replica may not have a lease that was granted,
 //     and grant it again (the Redis documentation says as much). Fencing
