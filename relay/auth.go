@@ -70,6 +70,11 @@ type auth struct {
 	opts AuthOptions
 	dir  string
 
+	// shared is the deployment's accounts when several hubs share Redis
+	// (hubs_auth.go): changes go through it and come back through apply
+	// and applyRevoke. Nil for one hub. Set before the hub serves.
+	shared sharedAuth
+
 	mu      sync.Mutex
 	users   map[string]*userRecord
 	revoked map[string]int64 // token ID -> expiry (unix seconds)
@@ -79,6 +84,18 @@ type userRecord struct {
 	Hash    string    `json:"hash"` // bcrypt
 	Admin   bool      `json:"admin,omitempty"`
 	Created time.Time `json:"created"`
+	// Gen is random per user created (empty for the configured admin, who
+	// cannot be deleted, and for users made before it existed); tokens
+	// carry it, so a user deleted and created again does not get the old
+	// one's tokens back.
+	Gen string `json:"gen,omitempty"`
+}
+
+// sharedAuth is where accounts and revocations change when several hubs
+// share them (*hubSync).
+type sharedAuth interface {
+	putUser(name string, rec *userRecord, create bool) error
+	revoke(id string, exp int64) error
 }
 
 type authFile struct {
@@ -174,24 +191,74 @@ func (a *auth) addUser(name, password string, admin bool) error {
 	if err != nil {
 		return err
 	}
+	var gen [8]byte
+	rand.Read(gen[:])
+	rec := &userRecord{Hash: string(h), Admin: admin, Created: time.Now().UTC(), Gen: hex.EncodeToString(gen[:])}
+	if a.shared != nil {
+		if name == a.opts.AdminUser {
+			return &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("user %q exists", name)}
+		}
+		return a.shared.putUser(name, rec, true)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.users[name]; ok {
 		return &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("user %q exists", name)}
 	}
-	a.users[name] = &userRecord{Hash: string(h), Admin: admin, Created: time.Now().UTC()}
+	a.users[name] = rec
 	return a.saveLocked()
+}
+
+// apply sets (rec nil: deletes) a user as the deployment log says.
+func (a *auth) apply(name string, rec *userRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if rec == nil {
+		if _, ok := a.users[name]; !ok {
+			return nil
+		}
+		delete(a.users, name)
+	} else {
+		a.users[name] = rec
+	}
+	return a.saveLocked()
+}
+
+// applyRevoke records a revocation from the deployment log.
+func (a *auth) applyRevoke(id string, exp int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.revoked[id]; ok || exp < time.Now().Unix() {
+		return nil
+	}
+	a.revoked[id] = exp
+	return a.saveLocked()
+}
+
+// snapshot returns a copy of the users.
+func (a *auth) snapshot() map[string]*userRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]*userRecord, len(a.users))
+	for n, u := range a.users {
+		c := *u
+		out[n] = &c
+	}
+	return out
 }
 
 // deleteUser removes a user; tokens issued to it stop working.
 func (a *auth) deleteUser(name string) error {
+	if name == a.opts.AdminUser {
+		return &framesync.Error{Kind: framesync.Forbidden, Op: "delete user", Msg: "the configured admin cannot be deleted"}
+	}
+	if a.shared != nil {
+		return a.shared.putUser(name, nil, false)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.users[name]; !ok {
 		return &framesync.Error{Kind: framesync.NotFound, Op: "delete user", Msg: fmt.Sprintf("no user %q", name)}
-	}
-	if name == a.opts.AdminUser {
-		return &framesync.Error{Kind: framesync.Forbidden, Op: "delete user", Msg: "the configured admin cannot be deleted"}
 	}
 	delete(a.users, name)
 	return a.saveLocked()
@@ -220,6 +287,7 @@ type claims struct {
 	User string `json:"u"`
 	ID   string `json:"id"`
 	Exp  int64  `json:"exp"`
+	Gen  string `json:"g,omitempty"` // the user's Gen when the token was issued
 }
 
 const tokenPrefix = "fs1."
@@ -229,7 +297,13 @@ func (a *auth) issue(user string) (string, time.Time) {
 	var id [12]byte
 	rand.Read(id[:])
 	exp := time.Now().Add(a.opts.TokenTTL).Truncate(time.Second)
-	payload, _ := json.Marshal(claims{User: user, ID: hex.EncodeToString(id[:]), Exp: exp.Unix()})
+	var gen string
+	a.mu.Lock()
+	if u := a.users[user]; u != nil {
+		gen = u.Gen
+	}
+	a.mu.Unlock()
+	payload, _ := json.Marshal(claims{User: user, ID: hex.EncodeToString(id[:]), Exp: exp.Unix(), Gen: gen})
 	p := base64.RawURLEncoding.EncodeToString(payload)
 	return tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(a.sign(p)), exp
 }
@@ -260,7 +334,12 @@ func (a *auth) verify(tok string) (claims, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, gone := a.revoked[c.ID]; gone || a.users[c.User] == nil {
+	u := a.users[c.User]
+	if _, gone := a.revoked[c.ID]; gone || u == nil {
+		return claims{}, errBadToken
+	}
+	if c.Gen != u.Gen {
+		// Issued to an earlier user of that name, deleted since.
 		return claims{}, errBadToken
 	}
 	return c, nil
@@ -268,6 +347,9 @@ func (a *auth) verify(tok string) (claims, error) {
 
 // revoke makes a token unusable before it expires.
 func (a *auth) revoke(c claims) error {
+	if a.shared != nil {
+		return a.shared.revoke(c.ID, c.Exp)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.revoked[c.ID] = c.Exp

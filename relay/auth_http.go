@@ -178,18 +178,30 @@ func (s *Server) handlePutACL(w http.ResponseWriter, r *http.Request) error {
 	if p := who(r.Context()); !p.local && !p.admin && acl.Roles[p.user] != RoleAdmin {
 		return badInput(op, "roles", "you would lose the admin role of this room: keep yourself as admin")
 	}
-	rm.mu.Lock()
-	old := rm.acl.Swap(&acl)
-	if err = rm.saveMetaLocked(); err != nil {
-		rm.acl.Store(old)
+	if s.hs != nil {
+		// Every hub applies it from the deployment log, this one included.
+		err = s.hs.setACL(rm, acl)
+	} else {
+		err = rm.setACL(acl)
 	}
-	rm.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	s.evictOutsiders(rm)
 	s.log.Info("room access changed", "room", rm.name, "by", who(r.Context()).user)
 	writeJSON(w, http.StatusOK, acl)
+	return nil
+}
+
+// setACL replaces the room's access list and saves it.
+func (r *room) setACL(acl wire.RoomACL) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.acl.Swap(&acl)
+	if err := r.saveMetaLocked(); err != nil {
+		r.acl.Store(old)
+		return err
+	}
 	return nil
 }
 

@@ -37,7 +37,8 @@ import (
 //
 //	P hubs                       set of the deployment's hub IDs (= trajectory actors)
 //	P rooms                      hash R -> {"inc","created","acl"} or a tombstone {"inc","deleted":true}
-//	P roomlog                    stream: op create|delete, room, inc, meta, hub
+//	P roomlog                    the deployment log, a stream: op create|delete|acl, room, inc, meta, hub;
+//	                             op user|revoke (hubs_auth.go)
 //	P room:R:doc:I:trajectory    stream: hub, m (changes message), note (commit JSON)
 //	P room:R:doc:I:state         stream: hub, m
 //	P room:R:gen:I               the room's generation: the number of commits
@@ -112,6 +113,8 @@ type hubSync struct {
 	fence  fencedAppender
 	log    *slog.Logger
 	file   string // <data>/hubsync.json
+
+	logMu sync.Mutex // serialises applying the deployment log; taken before mu
 
 	mu      sync.Mutex // guards the fields below
 	hubs    []string   // hub IDs of the deployment, sorted
@@ -621,6 +624,9 @@ func (h *hubSync) start() error {
 			break
 		}
 	}
+	if err := h.publishUsers(ctx); err != nil {
+		return err
+	}
 	reg, err := h.rdb.HGetAll(ctx, h.key("rooms")).Result()
 	if err != nil {
 		return fmt.Errorf("relay: read rooms from redis: %w", err)
@@ -702,9 +708,22 @@ func (h *hubSync) start() error {
 	return nil
 }
 
-// applyRoomlog applies room creations and deletions.
+// applyRoomlog applies entries of the deployment log: room creations and
+// deletions, users, revocations and access lists (hubs_auth.go).
 func (h *hubSync) applyRoomlog(msgs []redis.XMessage) {
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	h.applyRoomlogLocked(msgs)
+}
+
+func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
 	for _, m := range msgs {
+		h.mu.Lock()
+		done := h.logLast != "" && !streamIDLess(h.logLast, m.ID)
+		h.mu.Unlock()
+		if done { // applied already, by syncLog
+			continue
+		}
 		op, _ := m.Values[fieldOp].(string)
 		name, _ := m.Values[fieldRoom].(string)
 		inc, _ := m.Values[fieldInc].(string)
@@ -737,6 +756,8 @@ func (h *hubSync) applyRoomlog(msgs []redis.XMessage) {
 					h.log.Error("delete room of another hub", "room", name, "err", err)
 				}
 			}
+		case opUser, opRevoke, opACL:
+			h.applyShared(m, op)
 		}
 		h.mu.Lock()
 		h.logLast = m.ID

@@ -667,6 +667,9 @@ func (s *Server) openHubs() error {
 		return err
 	}
 	s.hs = h
+	if s.auth != nil {
+		s.auth.shared = h
+	}
 	for _, r := range s.rooms {
 		if err := h.attach(r, ""); err != nil {
 			s.closeHubs()
