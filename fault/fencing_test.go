@@ -142,8 +142,9 @@ func TestKilledLockHolderIsFenced(t *testing.T) {
 
 // TestRedisRestart (issue 8, test 4): Redis is killed and started again
 // empty (no persistence) while clients of two hubs edit. Afterwards no
-// token from before is accepted, the hubs report ready again, and the
-// clients commit again without anyone doing anything.
+// token from before is accepted, the hubs report ready again, the clients
+// commit again without anyone doing anything, and a new hub gets the room
+// (the hubs published it again).
 func TestRedisRestart(t *testing.T) {
 	d := newDeployment(t)
 	a, b := d.startHub("a"), d.startHub("b")
@@ -230,6 +231,14 @@ func TestRedisRestart(t *testing.T) {
 	}
 	st := ed.stop(t)
 	converged(t, room, a, b)
+	// A hub that joins after the restart, with an empty data directory,
+	// gets the room: the others published it again.
+	c := d.startHub("c")
+	eventually(t, 30*time.Second, "the room on the new hub c", func() bool {
+		code, _, _ := c.do("GET", "/api/rooms/"+room, nil)
+		return code == 200
+	})
+	converged(t, room, a, b, c)
 	tags, n := tagsAt(t, b.URL, room, 3)
 	extra := []string{"stale-holder-ok"}
 	if afterErr == nil {

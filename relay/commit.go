@@ -68,7 +68,17 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 		var (
 			be *lease.BehindError
 			ce *conflictError
+			ee *lease.EpochError
 		)
+		if errors.As(err, &ee) {
+			if !again {
+				return nil, &framesync.Error{Kind: framesync.Unavailable, Op: op, Msg: ee.Error() + "; try again", Err: err}
+			}
+			if err := s.hs.awaitEpoch(ctx, ee, deadline); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if errors.As(err, &ce) && again {
 			// The client may have seen a newer version through another
 			// hub: a conflict is final only once this hub is current.

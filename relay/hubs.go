@@ -61,13 +61,13 @@ import (
 // Entries are applied with crdt.Doc.ApplyChanges, with the checks of any
 // change received from the network.
 //
+// After Redis loses its data (no persistence), every hub publishes its
+// rooms again (hubs_epoch.go).
+//
 // Not done: trimming. Streams grow with every change; a deleted room's
 // streams are deleted. Trimming would need a snapshot of each document in
 // the blob store that a new hub starts from (then XTRIM MINID below the
-// oldest position any hub still needs). After Redis loses its data (no
-// persistence), rooms stay on the hubs that have them and the first commit
-// re-seeds the generation; changes made while it was away are not
-// re-published.
+// oldest position any hub still needs).
 
 // Stream fields.
 const (
@@ -99,7 +99,7 @@ const (
 // fencedAppender is the ability of a lease backend to append under a
 // fencing token atomically (lease.Redis).
 type fencedAppender interface {
-	AppendFenced(ctx context.Context, room, target string, token int64, genKey string, base int64, stream string, fields ...string) (string, error)
+	AppendFenced(ctx context.Context, room, target string, token int64, f lease.Fence, stream string, fields ...string) (string, error)
 }
 
 var _ fencedAppender = (*lease.Redis)(nil)
@@ -113,12 +113,18 @@ type hubSync struct {
 	fence  fencedAppender
 	log    *slog.Logger
 	file   string // <data>/hubsync.json
+	// republish: the hub found a new epoch when it started (set by
+	// openHubSync for start).
+	republish bool
 
 	logMu sync.Mutex // serialises applying the deployment log; taken before mu
+
+	recoverMu sync.Mutex // serialises recover
 
 	mu      sync.Mutex // guards the fields below
 	hubs    []string   // hub IDs of the deployment, sorted
 	logLast string     // last roomlog entry applied
+	epoch   string     // the data epoch this hub's rooms are published under (P epoch)
 }
 
 // roomSync is a room's position in its streams.
@@ -186,6 +192,7 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 	h := &hubSync{s: s, rdb: redis.NewClient(o), prefix: prefix, fence: fence, log: s.log.With("hubs", prefix), file: filepath.Join(s.dir, "hubsync.json")}
 	var f struct {
 		Roomlog string `json:"roomlog"`
+		Epoch   string `json:"epoch"`
 	}
 	if b, err := os.ReadFile(h.file); err == nil {
 		if err := json.Unmarshal(b, &f); err != nil {
@@ -198,6 +205,26 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 	if err := h.rdb.SAdd(ctx, h.key("hubs"), s.hubID).Err(); err != nil {
 		h.rdb.Close()
 		return nil, fmt.Errorf("relay: register hub in redis: %w", err)
+	}
+	// A hub that was in the deployment before and finds no epoch: Redis
+	// lost the data while every hub was down; commits settle first.
+	// A hub that finds an epoch other than the one it saved: Redis lost
+	// its data while this hub was down, and another hub made a new epoch;
+	// it publishes everything again (see start).
+	_, statErr := os.Stat(h.file)
+	epoch, err := h.ensureEpoch(ctx, statErr == nil, false)
+	if err == nil && f.Epoch != "" && f.Epoch != epoch {
+		h.republish = true
+		epoch, err = h.ensureEpoch(ctx, true, true)
+	}
+	if err != nil {
+		h.rdb.Close()
+		return nil, fmt.Errorf("relay: read the deployment's epoch from redis: %w", err)
+	}
+	h.epoch = epoch
+	if err := h.saveLocked(); err != nil {
+		h.rdb.Close()
+		return nil, err
 	}
 	h.refreshHubs(ctx)
 	return h, nil
@@ -224,7 +251,7 @@ func (h *hubSync) hubIDs() []string {
 }
 
 func (h *hubSync) saveLocked() error {
-	b, _ := json.Marshal(map[string]string{"roomlog": h.logLast})
+	b, _ := json.Marshal(map[string]string{"roomlog": h.logLast, "epoch": h.epoch})
 	return writeFileAtomic(h.file, b, h.s.opts.NoSync)
 }
 
@@ -291,7 +318,8 @@ func (h *hubSync) gate(r *room, c *crdt.Commit, change []byte) error {
 	}
 	nb, _ := json.Marshal(note)
 	inc := r.sync.inc
-	_, err := h.fence.AppendFenced(h.s.ctx, r.name, f.target, f.token, h.genKey(r.name, inc), c.Generation-1, h.docKey(r.name, inc, docTraj),
+	fence := lease.Fence{GenKey: h.genKey(r.name, inc), Base: c.Generation - 1, EpochKey: h.key("epoch"), Epoch: h.currentEpoch()}
+	_, err := h.fence.AppendFenced(h.s.ctx, r.name, f.target, f.token, fence, h.docKey(r.name, inc, docTraj),
 		fieldHub, h.s.hubID, fieldMsg, string(crdt.ChangesMessage([][]byte{change})), fieldNote, string(nb))
 	return err
 }
@@ -585,26 +613,60 @@ func (h *hubSync) unregister(name, inc string) error {
 	return nil
 }
 
-// publishAll appends every change of a room's documents (a copy, or a room
-// this hub had before it joined the deployment).
+// publishAll appends every change of a room's documents (a copy, a room
+// this hub had before it joined the deployment, or every room after Redis
+// lost its data), including changes that came from other hubs.
 func (h *hubSync) publishAll(r *room) error {
-	chunks, _, _, err := r.traj.Doc().ChangesAfter(nil)
-	if err != nil {
-		return err
+	rs := r.sync
+	for doc, d := range []*crdt.Doc{r.traj.Doc(), r.state.Doc()} {
+		rs.mu.Lock()
+		chunks, _, heads, err := d.ChangesAfter(nil)
+		if err == nil {
+			err = h.publish(r.name, rs.inc, doc, chunks)
+		}
+		if err == nil && doc == docState {
+			rs.published = heads
+			rs.pubFailed = false
+			clear(rs.fromStream)
+			err = rs.save(h.s.opts.NoSync)
+		}
+		rs.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("relay: publish room %s: %w", r.name, err)
+		}
 	}
-	if err := h.publish(r.name, r.sync.inc, docTraj, chunks); err != nil {
-		return err
-	}
-	h.publishState(r)
 	return nil
 }
 
 // start brings the hub's rooms in line with the deployment: deletions and
 // creations it missed, rooms it has that the deployment does not (they are
-// registered and published).
-func (h *hubSync) start() error {
+// registered and published). With republish (after Redis lost its data)
+// every room this hub shares with the deployment is published whole again.
+func (h *hubSync) start(republish bool) error {
 	ctx, cancel := context.WithTimeout(h.s.ctx, 30*time.Second)
 	defer cancel()
+	if republish {
+		if err := h.raiseGens(ctx); err != nil {
+			return fmt.Errorf("relay: raise room generations in redis: %w", err)
+		}
+		// The streams are new: read them from their start (stream IDs
+		// come from the Redis clock, which may now be behind the old
+		// ones); what was applied before is applied again harmlessly.
+		h.logMu.Lock()
+		h.mu.Lock()
+		h.logLast = ""
+		h.mu.Unlock()
+		h.logMu.Unlock()
+		h.s.mu.Lock()
+		for _, r := range h.s.rooms {
+			if r.sync != nil {
+				r.sync.mu.Lock()
+				r.sync.last = [2]string{}
+				r.sync.mu.Unlock()
+			}
+		}
+		h.s.mu.Unlock()
+	}
 	// What happened while this hub was away.
 	for {
 		h.mu.Lock()
@@ -646,6 +708,11 @@ func (h *hubSync) start() error {
 		switch {
 		case r == nil:
 		case r.sync.inc == e.Inc:
+			if republish {
+				if err := h.publishAll(r); err != nil {
+					return err
+				}
+			}
 			continue
 		case r.sync.inc == "":
 			if g, _ := r.traj.Generation(); g == 0 {
@@ -682,6 +749,14 @@ func (h *hubSync) start() error {
 		}
 		gen, _ := r.traj.Generation()
 		cur, err := h.register(name, roomEntry{Inc: inc, Created: r.created, ACL: r.acl.Load()}, gen)
+		if errors.Is(err, errRoomExists) && cur.Inc == r.sync.inc {
+			// Registered meanwhile by another hub that has it too (both
+			// publish it again after Redis lost its data).
+			if err := h.publishAll(r); err != nil {
+				return err
+			}
+			continue
+		}
 		if errors.Is(err, errRoomExists) { // registered meanwhile by another hub
 			if err := h.s.dropLocalRoom(name, r.sync.inc == "" && gen > 0); err != nil {
 				return err
@@ -773,10 +848,17 @@ func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
 func (h *hubSync) loop(ctx context.Context) {
 	wait := 50 * time.Millisecond
 	lastHubs := time.Now()
+	lastEpoch := time.Now()
 	for ctx.Err() == nil {
 		if time.Since(lastHubs) > 5*time.Second {
 			h.refreshHubs(ctx)
 			lastHubs = time.Now()
+		}
+		if time.Since(lastEpoch) > epochCheckEvery {
+			if err := h.recover(ctx); err != nil && ctx.Err() == nil {
+				h.log.Warn("publish again after redis lost its data", "err", err)
+			}
+			lastEpoch = time.Now()
 		}
 		h.s.mu.Lock()
 		rooms := make(map[string]*room, len(h.s.rooms))

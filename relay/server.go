@@ -676,7 +676,7 @@ func (s *Server) openHubs() error {
 			return err
 		}
 	}
-	if err := h.start(); err != nil {
+	if err := h.start(h.republish); err != nil {
 		s.closeHubs()
 		return err
 	}
