@@ -64,10 +64,10 @@ import (
 // After Redis loses its data (no persistence), every hub publishes its
 // rooms again (hubs_epoch.go).
 //
-// Not done: trimming. Streams grow with every change; a deleted room's
-// streams are deleted. Trimming would need a snapshot of each document in
-// the blob store that a new hub starts from (then XTRIM MINID below the
-// oldest position any hub still needs).
+// A document stream longer than trimAbove entries is compacted: its
+// entries are replaced by one holding the whole document (hubs_trim.go).
+// The deployment log is not trimmed (one entry per room creation or
+// deletion, user change, logout or access list change).
 
 // Stream fields.
 const (
@@ -78,6 +78,8 @@ const (
 	fieldRoom = "room"
 	fieldInc  = "inc"
 	fieldMeta = "meta"
+	fieldSnap = "snap"
+	fieldUpto = "upto"
 )
 
 const (
@@ -435,7 +437,37 @@ func (h *hubSync) apply(r *room, doc int, msgs []redis.XMessage) {
 		if !streamIDLess(rs.last[doc], m.ID) {
 			continue
 		}
+		prev := rs.last[doc]
 		rs.last[doc], advanced = m.ID, true
+		if snap, ok := m.Values[fieldSnap].(string); ok {
+			// A compacted stream's first entry (hubs_trim.go): what a
+			// hub at or past upto has, saved whole.
+			if upto, _ := m.Values[fieldUpto].(string); prev != "" && !streamIDLess(prev, upto) {
+				continue
+			}
+			before := d.Heads()
+			if err := d.LoadIncremental([]byte(snap)); err != nil {
+				h.log.Error("refused a stream snapshot", "room", r.name, "doc", docNames[doc], "id", m.ID, "err", err)
+				continue
+			}
+			if before.Equal(d.Heads()) {
+				continue
+			}
+			changed = true
+			if doc == docState {
+				// Not this hub's to publish.
+				_, hs, _, err := d.ChangesAfter(before)
+				if err == nil {
+					for _, hd := range hs {
+						rs.fromStream[hd] = true
+					}
+				}
+				continue
+			}
+			gen, _ := r.traj.Generation()
+			r.feedMarkLocked(gen, r.traj.Heads())
+			continue
+		}
 		raw, _ := m.Values[fieldMsg].(string)
 		before := d.Heads()
 		hs, err := d.ApplyChanges([]byte(raw), nil)
@@ -769,12 +801,16 @@ func (h *hubSync) start(republish bool) error {
 		if err != nil {
 			return err
 		}
-		r.sync.mu.Lock()
-		r.sync.inc = inc
-		err = r.sync.save(h.s.opts.NoSync)
-		r.sync.mu.Unlock()
-		if err != nil {
-			return err
+		if r.sync.inc != inc {
+			// Only at startup (rooms made before the hub joined): inc is
+			// read without locks once the hub runs.
+			r.sync.mu.Lock()
+			r.sync.inc = inc
+			err = r.sync.save(h.s.opts.NoSync)
+			r.sync.mu.Unlock()
+			if err != nil {
+				return err
+			}
 		}
 		if err := h.publishAll(r); err != nil {
 			return err
@@ -848,11 +884,15 @@ func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
 func (h *hubSync) loop(ctx context.Context) {
 	wait := 50 * time.Millisecond
 	lastHubs := time.Now()
-	lastEpoch := time.Now()
+	lastEpoch, lastTrim := time.Now(), time.Now()
 	for ctx.Err() == nil {
 		if time.Since(lastHubs) > 5*time.Second {
 			h.refreshHubs(ctx)
 			lastHubs = time.Now()
+		}
+		if time.Since(lastTrim) > trimCheckEvery {
+			h.trim(ctx)
+			lastTrim = time.Now()
 		}
 		if time.Since(lastEpoch) > epochCheckEvery {
 			if err := h.recover(ctx); err != nil && ctx.Err() == nil {
