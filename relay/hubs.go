@@ -118,6 +118,7 @@ type hubSync struct {
 	// republish: the hub found a new epoch when it started (set by
 	// openHubSync for start).
 	republish bool
+	jobsSub   *redis.PubSub // P jobs, for jobsLoop
 
 	logMu sync.Mutex // serialises applying the deployment log; taken before mu
 
@@ -228,11 +229,20 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 		h.rdb.Close()
 		return nil, err
 	}
+	if h.jobsSub, err = h.subscribeJobs(ctx); err != nil {
+		h.rdb.Close()
+		return nil, err
+	}
 	h.refreshHubs(ctx)
 	return h, nil
 }
 
-func (h *hubSync) close() { h.rdb.Close() }
+func (h *hubSync) close() {
+	if h.jobsSub != nil {
+		h.jobsSub.Close() // again after jobsLoop: harmless
+	}
+	h.rdb.Close()
+}
 
 func (h *hubSync) refreshHubs(ctx context.Context) {
 	ids, err := h.rdb.SMembers(ctx, h.key("hubs")).Result()

@@ -75,3 +75,49 @@ func TestHubsCompactStreams(t *testing.T) {
 	cc.Wait(func(m *wire.Msg) bool { return m.T == wire.MsgFrameUpdated && m.Frame == id }, 10*time.Second)
 	waitConverged(t, "default", a, b, c)
 }
+
+// BenchmarkStreamMemory: Redis memory of a room's trajectory stream after
+// b.N one-frame commits, with compaction at 1,000 entries and without it
+// (same run). Run with -benchtime 5000x.
+func BenchmarkStreamMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		above int64
+	}{{"compacted", 1000}, {"uncompacted", 1 << 62}} {
+		b.Run(tc.name, func(b *testing.B) {
+			restore := relay.SetTrim(tc.above, 100*time.Millisecond)
+			defer restore()
+			rs := redistest.Start(b)
+			opts := relay.Options{RedisURL: rs.URL, RedisPrefix: "mem:", Blobs: blobstore.NewMemory()}
+			a := relaytest.Start(b, opts)
+			defer a.Stop() // before restore
+			rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+			defer rdb.Close()
+			ctx := context.Background()
+			c := a.Dial("c", "c")
+			defer c.Close()
+			join(b, c, "default")
+			g := lock(b, c, "default", "trajectory", time.Hour)
+			frame := encodeFrame(b, relaytest.Frame(3, 1))
+			for b.Loop() {
+				mustCommit(b, a, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{frame}})
+			}
+			keys, _ := rdb.Keys(ctx, "mem:room:default:doc:*:trajectory").Result()
+			if len(keys) != 1 {
+				b.Fatalf("stream keys %v", keys)
+			}
+			if tc.above < 1<<40 {
+				waitFor(b, 30*time.Second, "compaction", func() bool { n, _ := rdb.XLen(ctx, keys[0]).Result(); return n <= tc.above+1 })
+			}
+			n, _ := rdb.XLen(ctx, keys[0]).Result()
+			mem, err := rdb.MemoryUsage(ctx, keys[0], 0).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(n), "entries")
+			b.ReportMetric(float64(mem)/1024, "stream-KiB")
+			_, saved := a.Do("GET", "/api/rooms/default/docs/trajectory", nil)
+			b.ReportMetric(float64(len(saved))/1024, "saved-doc-KiB")
+		})
+	}
+}

@@ -287,6 +287,9 @@ func (im *importer) update(j *job, force bool, change func(*wire.Job)) {
 	w := j.w
 	j.mu.Unlock()
 	im.srv.broadcast(j.room, &wire.Msg{T: wire.MsgJob, Room: j.room.name, Payload: jobPayload(w)}, nil)
+	if hs := im.srv.hs; hs != nil && j.room.sync != nil {
+		hs.publishJob(j.room, w) // the other hubs' members (hubs_jobs.go)
+	}
 }
 
 // jobPayload returns j as the payload of a job message: the map its
@@ -707,7 +710,14 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"room": rm.name, "jobs": s.imports.list(rm)})
+	jobs := s.imports.list(rm)
+	if s.hs != nil {
+		// Every hub's jobs; with Redis away, this hub's.
+		if all, err := s.hs.jobs(r.Context(), rm, jobs); err == nil {
+			jobs = all
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"room": rm.name, "jobs": jobs})
 	return nil
 }
 
@@ -718,6 +728,9 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	j, err := s.imports.get(rm, r.PathValue("id"))
+	if errors.Is(err, framesync.NotFound) && s.hs != nil {
+		j, err = s.hs.job(r.Context(), rm, r.PathValue("id")) // another hub's
+	}
 	if err != nil {
 		return err
 	}

@@ -589,3 +589,35 @@ func BenchmarkImport(b *testing.B) {
 	}
 	b.ReportMetric(float64(200*b.N)/b.Elapsed().Seconds(), "frames/s")
 }
+
+// TestImportProgressAcrossHubs: with two hubs, the members of the hub
+// that did not receive the file see the job's progress, and both hubs
+// list the job and answer for it.
+func TestImportProgressAcrossHubs(t *testing.T) {
+	hs, _ := hubs(t, 2)
+	a, b := hs[0], hs[1]
+	cb := b.Dial("cb", "on b")
+	join(t, cb, "default")
+	file := xyzFile(t, 30, 4)
+	j := startImport(t, a, "default", "?name=walk.xyz", file)
+	msgs := jobMessages(t, cb, "default", j.ID)
+	last := msgs[len(msgs)-1]
+	if last.State != "done" || last.Committed != 30 || last.Name != "walk.xyz" {
+		t.Fatalf("last job message on b: %+v", last)
+	}
+	if done := waitJob(t, b, "default", j.ID); done.State != "done" || done.Committed != 30 {
+		t.Fatalf("job read through b: %+v", done)
+	}
+	for _, h := range []*relaytest.Hub{a, b} {
+		var list struct {
+			Jobs []wire.Job `json:"jobs"`
+		}
+		if code := h.JSON("GET", "/api/rooms/default/jobs", nil, &list); code != 200 || len(list.Jobs) != 1 || list.Jobs[0].ID != j.ID || list.Jobs[0].State != "done" {
+			t.Fatalf("jobs listed: %d %+v", code, list.Jobs)
+		}
+	}
+	if code, _ := b.Do("GET", "/api/rooms/default/jobs/nope", nil); code != 404 {
+		t.Fatalf("unknown job through b: %d", code)
+	}
+	waitFor(t, 10*time.Second, "the frames on b", func() bool { return roomInfo(t, b, "default").Frames == 30 })
+}

@@ -301,10 +301,14 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	if s.hs != nil {
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			s.hs.loop(s.ctx)
+		}()
+		go func() {
+			defer s.wg.Done()
+			s.hs.jobsLoop(s.ctx)
 		}()
 	}
 	s.wg.Add(1)
