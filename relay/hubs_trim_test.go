@@ -97,7 +97,7 @@ func BenchmarkStreamMemory(b *testing.B) {
 			c := a.Dial("c", "c")
 			defer c.Close()
 			join(b, c, "default")
-			g := lock(b, c, "default", "trajectory", time.Hour)
+			g := lock(b, c, "default", "trajectory", 10*time.Minute)
 			frame := encodeFrame(b, relaytest.Frame(3, 1))
 			for b.Loop() {
 				mustCommit(b, a, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: g.Token, Frames: []msgpack.RawMessage{frame}})
