@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -235,6 +236,13 @@ func (a *auth) applyRevoke(id string, exp int64) error {
 	return a.saveLocked()
 }
 
+// revocations returns a copy of the revoked token IDs and their expiries.
+func (a *auth) revocations() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.revoked)
+}
+
 // snapshot returns a copy of the users.
 func (a *auth) snapshot() map[string]*userRecord {
 	a.mu.Lock()
@@ -278,7 +286,7 @@ func (a *auth) login(name, password string) (string, time.Time, error) {
 	if bcrypt.CompareHashAndPassword([]byte(u.Hash), []byte(password)) != nil {
 		return "", time.Time{}, errBadLogin
 	}
-	tok, exp := a.issue(name)
+	tok, exp := a.issue(name, u.Gen)
 	return tok, exp, nil
 }
 
@@ -292,17 +300,23 @@ type claims struct {
 
 const tokenPrefix = "fs1."
 
-// issue signs a new token for user.
-func (a *auth) issue(user string) (string, time.Time) {
+// genOf returns the Gen of user ("" if there is none).
+func (a *auth) genOf(user string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u := a.users[user]; u != nil {
+		return u.Gen
+	}
+	return ""
+}
+
+// issue signs a new token for user, of generation gen (the Gen of the
+// record the caller checked, so a user deleted and made again meanwhile
+// does not get it).
+func (a *auth) issue(user, gen string) (string, time.Time) {
 	var id [12]byte
 	rand.Read(id[:])
 	exp := time.Now().Add(a.opts.TokenTTL).Truncate(time.Second)
-	var gen string
-	a.mu.Lock()
-	if u := a.users[user]; u != nil {
-		gen = u.Gen
-	}
-	a.mu.Unlock()
 	payload, _ := json.Marshal(claims{User: user, ID: hex.EncodeToString(id[:]), Exp: exp.Unix(), Gen: gen})
 	p := base64.RawURLEncoding.EncodeToString(payload)
 	return tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(a.sign(p)), exp

@@ -45,11 +45,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := s.auth.addUser(req.Username, req.Password, false); err != nil {
 		return err
 	}
-	return s.handleLoginAs(w, req.Username, http.StatusCreated)
+	return s.handleLoginAs(w, req.Username, s.auth.genOf(req.Username), http.StatusCreated)
 }
 
-func (s *Server) handleLoginAs(w http.ResponseWriter, user string, status int) error {
-	tok, exp := s.auth.issue(user)
+func (s *Server) handleLoginAs(w http.ResponseWriter, user, gen string, status int) error {
+	tok, exp := s.auth.issue(user, gen)
 	writeJSON(w, status, wire.LoginResponse{Token: tok, User: user, Expires: exp, Admin: s.auth.isAdmin(user)})
 	return nil
 }
@@ -61,7 +61,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.handleLoginAs(w, c.User, http.StatusOK)
+	return s.handleLoginAs(w, c.User, c.Gen, http.StatusOK)
 }
 
 // revokeCaller revokes the token the request carries.

@@ -64,6 +64,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 	for {
 		again := time.Now().Before(deadline)
 		seen, _ := r.traj.Generation()
+		epoch := s.hs.currentEpoch()
 		res, err := s.commitPrepared(ctx, r, req, p)
 		var (
 			be *lease.BehindError
@@ -74,7 +75,7 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 			if !again {
 				return nil, &framesync.Error{Kind: framesync.Unavailable, Op: op, Msg: ee.Error() + "; try again", Err: err}
 			}
-			if err := s.hs.awaitEpoch(ctx, ee, deadline); err != nil {
+			if err := s.hs.awaitEpoch(ctx, ee, epoch, deadline); err != nil {
 				return nil, err
 			}
 			continue
@@ -97,8 +98,17 @@ func (s *Server) commit(ctx context.Context, r *room, req *wire.CommitRequest) (
 		if !errors.As(err, &be) {
 			return res, err
 		}
-		if be.Current < be.Base || !again {
+		if !again {
 			return nil, &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("other hubs committed to room %s meanwhile; try again", r.name), Err: err}
+		}
+		if be.Current < be.Base {
+			// Redis has a generation below this hub's replica (it lost
+			// data, or a hub registered the room from an older replica):
+			// raise it, never lower it, and try again.
+			if err := s.hs.raiseGen(ctx, r, be.Base); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if err := s.hs.catchUp(ctx, r, be.Current); err != nil {
 			return nil, err

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -119,15 +120,26 @@ type hubSync struct {
 	// openHubSync for start).
 	republish bool
 	jobsSub   *redis.PubSub // P jobs, for jobsLoop
+	// jobsFailed is when publishing a job update last failed (unix ns; 0:
+	// the last one worked).
+	jobsFailed atomic.Int64
+	// recoverNow asks the loop to recover at once (a commit found the
+	// epoch changed).
+	recoverNow chan struct{}
 
 	logMu sync.Mutex // serialises applying the deployment log; taken before mu
 
 	recoverMu sync.Mutex // serialises recover
 
-	mu      sync.Mutex // guards the fields below
-	hubs    []string   // hub IDs of the deployment, sorted
-	logLast string     // last roomlog entry applied
-	epoch   string     // the data epoch this hub's rooms are published under (P epoch)
+	mu       sync.Mutex // guards the fields below
+	hubs     []string   // hub IDs of the deployment, sorted
+	logLast  string     // last roomlog entry applied
+	epoch    string     // the data epoch this hub's rooms are published under (P epoch)
+	extended string     // the epoch recover last made settle; only recover uses it (under recoverMu)
+	// epochSaved is the epoch in hubsync.json: the last one whose
+	// publishing finished, so a hub that stops before it has published
+	// everything does it again when it starts.
+	epochSaved string
 }
 
 // roomSync is a room's position in its streams.
@@ -192,7 +204,7 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 	if fence == nil {
 		return nil, errors.New("relay: several hubs need the Redis lease backend")
 	}
-	h := &hubSync{s: s, rdb: redis.NewClient(o), prefix: prefix, fence: fence, log: s.log.With("hubs", prefix), file: filepath.Join(s.dir, "hubsync.json")}
+	h := &hubSync{s: s, rdb: redis.NewClient(o), prefix: prefix, fence: fence, log: s.log.With("hubs", prefix), file: filepath.Join(s.dir, "hubsync.json"), recoverNow: make(chan struct{}, 1)}
 	var f struct {
 		Roomlog string `json:"roomlog"`
 		Epoch   string `json:"epoch"`
@@ -224,7 +236,10 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 		h.rdb.Close()
 		return nil, fmt.Errorf("relay: read the deployment's epoch from redis: %w", err)
 	}
-	h.epoch = epoch
+	h.epoch, h.epochSaved = epoch, epoch
+	if h.republish {
+		h.epochSaved = f.Epoch // until start has published everything
+	}
 	if err := h.saveLocked(); err != nil {
 		h.rdb.Close()
 		return nil, err
@@ -263,7 +278,7 @@ func (h *hubSync) hubIDs() []string {
 }
 
 func (h *hubSync) saveLocked() error {
-	b, _ := json.Marshal(map[string]string{"roomlog": h.logLast, "epoch": h.epoch})
+	b, _ := json.Marshal(map[string]string{"roomlog": h.logLast, "epoch": h.epochSaved})
 	return writeFileAtomic(h.file, b, h.s.opts.NoSync)
 }
 
@@ -600,12 +615,15 @@ func (h *hubSync) publish(room, inc string, doc int, chunks [][]byte) error {
 
 // scriptRegister: KEYS rooms, roomlog, genkey; ARGV room, entry JSON, inc,
 // generation, hub. Registers a room unless a live one of that name is
-// registered; replies {ok} or {exists, entry}.
+// registered, raising (never lowering: another hub may have raised it
+// after Redis lost its data) the generation; replies {ok} or {exists,
+// entry}.
 var scriptRegister = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v and not string.find(v, '"deleted":true', 1, true) then return {'exists', v} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[4])
+local g = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if g < tonumber(ARGV[4]) then redis.call('SET', KEYS[3], ARGV[4]) end
 redis.call('XADD', KEYS[2], '*', 'op', 'create', 'room', ARGV[1], 'inc', ARGV[3], 'meta', ARGV[2], 'hub', ARGV[5])
 return {'ok'}
 `)
@@ -731,6 +749,10 @@ func (h *hubSync) start(republish bool) error {
 	if err := h.publishUsers(ctx); err != nil {
 		return err
 	}
+	// The registry and the log entries that syncLog may apply meanwhile
+	// (for a request on another goroutine) must not interleave.
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
 	reg, err := h.rdb.HGetAll(ctx, h.key("rooms")).Result()
 	if err != nil {
 		return fmt.Errorf("relay: read rooms from redis: %w", err)
@@ -904,7 +926,13 @@ func (h *hubSync) loop(ctx context.Context) {
 			h.trim(ctx)
 			lastTrim = time.Now()
 		}
-		if time.Since(lastEpoch) > epochCheckEvery {
+		poked := false
+		select {
+		case <-h.recoverNow:
+			poked = true
+		default:
+		}
+		if poked || time.Since(lastEpoch) > epochCheckEvery {
 			if err := h.recover(ctx); err != nil && ctx.Err() == nil {
 				h.log.Warn("publish again after redis lost its data", "err", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,8 @@ import (
 // The configured admin (FRAMESYNC_ADMIN_USERNAME and its password) is never
 // shared: every hub makes it from its own environment. Local users a hub
 // had before it joined the deployment (or that Redis lost) are published
-// when it starts, unless the deployment has a user of that name. While
+// when it starts or recovers, unless the deployment has a user of that
+// name; so are its revocations of tokens that have not expired. While
 // Redis is unreachable these changes fail with unavailable; logins, token
 // checks and access checks go on with what the hub has.
 
@@ -260,6 +262,24 @@ func (h *hubSync) publishUsers(ctx context.Context) error {
 		}
 		if err := h.putUser(name, rec, true); err != nil && !errors.Is(err, framesync.Conflict) {
 			return err
+		}
+	}
+	// Revocations too (Redis may have lost them): a token logged out on
+	// any hub stays refused on every hub, a new one included.
+	now := time.Now().Unix()
+	have, err = h.rdb.ZRangeByScore(ctx, h.key("revoked"), &redis.ZRangeBy{Min: strconv.FormatInt(now, 10), Max: "+inf"}).Result()
+	if err != nil {
+		return fmt.Errorf("relay: read revoked tokens from redis: %w", err)
+	}
+	revoked := map[string]bool{}
+	for _, id := range have {
+		revoked[id] = true
+	}
+	for id, exp := range a.revocations() {
+		if exp >= now && !revoked[id] {
+			if err := h.revoke(id, exp); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -1,9 +1,11 @@
 package relay_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"framesync/blobstore"
@@ -179,5 +181,35 @@ func TestHubsShareAccountsJoining(t *testing.T) {
 	dave := login(t, a, "dave", "dave-password")
 	if code, _ := a.Do("GET", "/api/auth/me", nil, bearerHdr(dave)...); code != 200 {
 		t.Fatalf("a token with redis down: %d", code)
+	}
+}
+
+// TestHubsKeepRevocationsAfterRedisLostData: a token logged out before
+// Redis lost its data stays refused on a hub that joins afterwards (the
+// hubs publish their revocations again).
+func TestHubsKeepRevocationsAfterRedisLostData(t *testing.T) {
+	hs, rs, root := authHubs(t, 2)
+	a := hs[0]
+	if code, body := a.Do("POST", "/api/users", wire.LoginRequest{Username: "alice", Password: "alice-password"}, bearerHdr(root)...); code != 201 {
+		t.Fatalf("create alice: %d %s", code, body)
+	}
+	alice := login(t, a, "alice", "alice-password")
+	if code, body := a.Do("POST", "/api/auth/logout", nil, bearerHdr(alice)...); code != 204 {
+		t.Fatalf("logout: %d %s", code, body)
+	}
+	rs.Restart() // empty
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	waitFor(t, 20*time.Second, "both hubs to publish again", func() bool {
+		n, _ := rdb.ZCard(context.Background(), "auth:revoked").Result()
+		h, _ := rdb.SCard(context.Background(), "auth:hubs").Result()
+		return n == 1 && h == 2
+	})
+	opts := hs[1].Opts
+	opts.Dir = "" // a new, empty hub
+	c := relaytest.Start(t, opts)
+	waitFor(t, 10*time.Second, "alice on the new hub", func() bool { return tryLogin(c, "alice", "alice-password") == 200 })
+	if code, _ := c.Do("GET", "/api/auth/me", nil, bearerHdr(alice)...); code != 401 {
+		t.Fatalf("the logged-out token on a hub that joined after the loss: %d, want 401", code)
 	}
 }

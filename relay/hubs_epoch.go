@@ -54,9 +54,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local settle = tonumber(ARGV[2])
 local e = redis.call('GET', KEYS[1])
 local id, ms = ARGV[1], 0
-if e then
-  id = string.match(e, '^(%S+)')
-  ms = tonumber(string.match(e, ' (%d+)$') or '0')
+local eid, ems = string.match(e or '', '^(%S+) (%d+)$')
+if eid then -- anything else (missing, or not an epoch) is replaced
+  id, ms = eid, tonumber(ems)
   if ARGV[3] ~= '1' or ms >= now + settle then return id end
 end
 if settle > 0 then ms = math.max(ms, now + settle) end
@@ -121,6 +121,16 @@ func (h *hubSync) raiseGens(ctx context.Context) error {
 	return err
 }
 
+// raiseGen raises the generation of room r in Redis to at least gen.
+func (h *hubSync) raiseGen(ctx context.Context, r *room, gen int64) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := scriptRaiseGen.Run(ctx, h.rdb, []string{h.genKey(r.name, r.sync.inc)}, gen).Err(); err != nil {
+		return &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: "redis is unreachable: commits wait until it is back", Err: err}
+	}
+	return nil
+}
+
 // recover publishes this hub's rooms again if Redis lost its data (the
 // epoch is missing or not the one this hub is at); otherwise it does
 // nothing. Calls are serialised, so a commit that found the epoch changed
@@ -139,10 +149,14 @@ func (h *hubSync) recover(ctx context.Context) error {
 	}
 	t0 := time.Now()
 	h.log.Warn("redis lost the deployment's data (restarted without persistence, flushed or replaced): publishing this hub's rooms again; commits wait meanwhile", "epoch", cur)
-	epoch, err := h.ensureEpoch(ctx, true, true)
+	// Make the epoch settle from now, once per epoch: a hub whose
+	// recovery keeps failing must not hold every hub's commits for ever.
+	extend := cur == "" || epochID(cur) != h.extended
+	epoch, err := h.ensureEpoch(ctx, true, extend)
 	if err != nil {
 		return err
 	}
+	h.extended = epoch
 	if err := h.rdb.SAdd(ctx, h.key("hubs"), h.s.hubID).Err(); err != nil {
 		return err
 	}
@@ -151,20 +165,19 @@ func (h *hubSync) recover(ctx context.Context) error {
 	}
 	h.mu.Lock()
 	h.epoch = epoch
-	err = h.saveLocked()
 	h.mu.Unlock()
-	if err != nil {
+	if err := h.published(); err != nil {
 		return err
 	}
 	h.log.Warn("published this hub's rooms again after redis lost its data", "epoch", epoch, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
-// awaitEpoch handles a commit refused for its epoch: it waits for the
-// settling time, or recovers (or waits for the recovery in progress), so
-// the commit can be tried again; it fails if that cannot happen before
-// deadline.
-func (h *hubSync) awaitEpoch(ctx context.Context, ee *lease.EpochError, deadline time.Time) error {
+// awaitEpoch handles a commit refused for its epoch (made under epoch
+// used): it waits for the settling time, or has the loop recover and waits
+// for that, so the commit can be tried again; it fails if that does not
+// happen before deadline.
+func (h *hubSync) awaitEpoch(ctx context.Context, ee *lease.EpochError, used string, deadline time.Time) error {
 	if ee.Settle > 0 {
 		wait := min(ee.Settle, time.Until(deadline))
 		t := time.NewTimer(wait)
@@ -176,8 +189,30 @@ func (h *hubSync) awaitEpoch(ctx context.Context, ee *lease.EpochError, deadline
 			return nil
 		}
 	}
-	if err := h.recover(ctx); err != nil {
-		return &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: fmt.Sprintf("room %s: redis lost its data and this hub could not publish its rooms again yet; try again", ee.Room), Err: err}
+	select {
+	case h.recoverNow <- struct{}{}:
+	default: // already asked
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for h.currentEpoch() == used {
+		if time.Now().After(deadline) {
+			return &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: fmt.Sprintf("room %s: redis lost its data and this hub has not published its rooms again yet; try again", ee.Room), Err: ee}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
 	return nil
+}
+
+// published records that this hub has published everything under its
+// epoch.
+func (h *hubSync) published() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.epochSaved = h.epoch
+	return h.saveLocked()
 }

@@ -107,3 +107,40 @@ func TestHubRepublishesAfterRestartWithNewEpoch(t *testing.T) {
 		t.Fatalf("b has %d frames at generation %d, want 3 at 2", info.Frames, info.Generation)
 	}
 }
+
+// TestHubsRepairRedisState: a generation in Redis below the hubs'
+// replicas is raised by the next commit instead of refusing commits for
+// ever, and an epoch key that is not an epoch is replaced.
+func TestHubsRepairRedisState(t *testing.T) {
+	rs := redistest.Start(t)
+	opts := relay.Options{RedisURL: rs.URL, RedisPrefix: "fix:", Blobs: blobstore.NewMemory()}
+	a, b := relaytest.Start(t, opts), relaytest.Start(t, opts)
+	ca := a.Dial("ca", "on a")
+	join(t, ca, "default")
+	seed(t, a, ca, "default", 1, 3)
+	seed(t, a, ca, "default", 1, 3)
+	seed(t, a, ca, "default", 1, 3)
+	waitConverged(t, "default", a, b)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "fix:room:default:gen:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("generation key: %v %v", keys, err)
+	}
+	if err := rdb.Set(ctx, keys[0], 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := seed(t, a, ca, "default", 1, 3); res.Generation != 4 {
+		t.Fatalf("commit after the generation in redis went down: generation %d, want 4", res.Generation)
+	}
+	if err := rdb.Set(ctx, "fix:epoch", "junk", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cb := b.Dial("cb", "on b")
+	join(t, cb, "default")
+	if res := seed(t, b, cb, "default", 1, 3); res.Generation != 5 {
+		t.Fatalf("commit after the epoch key was overwritten: generation %d, want 5", res.Generation)
+	}
+	waitConverged(t, "default", a, b)
+}

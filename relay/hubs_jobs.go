@@ -21,11 +21,18 @@ import (
 // jobsKeep after its last write) and published on the channel P jobs, so
 // members of every hub see the progress and GET .../jobs on any hub lists
 // the jobs of every hub. Progress is best effort: with Redis away the
-// job runs on and only its own hub's members hear of it.
+// job runs on and only its own hub's members hear of it. A job whose hub
+// died is listed in the state it was last published in until the list
+// expires.
 
-// jobsKeep is how long a room's job list stays in Redis after its last
-// update.
-const jobsKeep = 24 * time.Hour
+const (
+	// jobsKeep is how long a room's job list stays in Redis after its
+	// last update.
+	jobsKeep = 24 * time.Hour
+	// jobsBackoff is how long progress updates are not published after a
+	// publish failed.
+	jobsBackoff = 5 * time.Second
+)
 
 // jobNote is a message on P jobs.
 type jobNote struct {
@@ -36,21 +43,31 @@ type jobNote struct {
 
 func (h *hubSync) jobsKey(room, inc string) string { return h.key("room", room, "jobs", inc) }
 
-// publishJob records and announces an update of a job of room r.
-func (h *hubSync) publishJob(r *room, w wire.Job) {
+// publishJob records and announces an update of a job of room r. Progress
+// updates (not force) are skipped for a while after a publish failed, so
+// an unreachable Redis does not slow the import down; new states are
+// always tried, also while the hub shuts down (a stopped job's last
+// state).
+func (h *hubSync) publishJob(r *room, w wire.Job, force bool) {
+	if failed := h.jobsFailed.Load(); !force && failed != 0 && time.Since(time.Unix(0, failed)) < jobsBackoff {
+		return
+	}
 	inc := r.sync.inc
 	jb, _ := json.Marshal(w)
 	nb, _ := json.Marshal(jobNote{Hub: h.s.hubID, Inc: inc, Job: w})
-	ctx, cancel := context.WithTimeout(h.s.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.s.ctx), time.Second)
 	defer cancel()
 	pipe := h.rdb.TxPipeline()
 	key := h.jobsKey(r.name, inc)
 	pipe.HSet(ctx, key, w.ID, jb)
 	pipe.Expire(ctx, key, jobsKeep)
 	pipe.Publish(ctx, h.key("jobs"), nb)
-	if _, err := pipe.Exec(ctx); err != nil && h.s.ctx.Err() == nil {
+	if _, err := pipe.Exec(ctx); err != nil {
+		h.jobsFailed.Store(time.Now().UnixNano())
 		h.log.Debug("publish import job progress", "room", r.name, "job", w.ID, "err", err)
+		return
 	}
+	h.jobsFailed.Store(0)
 }
 
 // subscribeJobs subscribes to P jobs, waiting for Redis to confirm, so

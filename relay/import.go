@@ -288,7 +288,7 @@ func (im *importer) update(j *job, force bool, change func(*wire.Job)) {
 	j.mu.Unlock()
 	im.srv.broadcast(j.room, &wire.Msg{T: wire.MsgJob, Room: j.room.name, Payload: jobPayload(w)}, nil)
 	if hs := im.srv.hs; hs != nil && j.room.sync != nil {
-		hs.publishJob(j.room, w) // the other hubs' members (hubs_jobs.go)
+		hs.publishJob(j.room, w, force) // the other hubs' members (hubs_jobs.go)
 	}
 }
 

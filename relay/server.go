@@ -684,6 +684,12 @@ func (s *Server) openHubs() error {
 		s.closeHubs()
 		return err
 	}
+	if h.republish {
+		if err := h.published(); err != nil {
+			s.closeHubs()
+			return err
+		}
+	}
 	return nil
 }
 

@@ -39,8 +39,9 @@ type BlobTokens struct {
 	blobs   blobstore.Store
 	timeout time.Duration
 
-	mu    sync.Mutex // guards known
-	known map[string]int64
+	mu      sync.Mutex       // guards the fields below
+	known   map[string]int64 // highest mark known per room (blobs or local)
+	inStore map[string]int64 // highest block known to be stored per room
 }
 
 var _ TokenStore = (*BlobTokens)(nil)
@@ -54,7 +55,7 @@ const blobTokensTimeout = 30 * time.Second
 // NewBlobTokens returns a TokenStore keeping marks in blobs, with local
 // as this hub's cache of them (nil for none).
 func NewBlobTokens(blobs blobstore.Store, local TokenStore) *BlobTokens {
-	return &BlobTokens{local: local, blobs: blobs, timeout: blobTokensTimeout, known: map[string]int64{}}
+	return &BlobTokens{local: local, blobs: blobs, timeout: blobTokensTimeout, known: map[string]int64{}, inStore: map[string]int64{}}
 }
 
 const reservationHeader = "framesync fencing token reservation\n"
@@ -80,26 +81,26 @@ func (b *BlobTokens) has(ctx context.Context, room string, k int64) (bool, error
 }
 
 // Load implements TokenStore: the top of the highest reserved block, or
-// the local mark if that is higher.
+// the local mark if that is higher. A local mark above the stored blocks
+// (a hub that kept its marks in files before, or a blob store that was
+// replaced) is stored now, so the other hubs see it too.
 func (b *BlobTokens) Load(room string) (int64, error) {
 	if err := checkRoom(room); err != nil {
 		return 0, err
 	}
-	var mark int64
+	var local int64
 	if b.local != nil {
 		m, err := b.local.Load(room)
 		if err != nil {
 			return 0, err
 		}
-		mark = m
+		local = m
 	}
-	b.mu.Lock()
-	mark = max(mark, b.known[room])
-	b.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
-	// Blocks 1..lo exist (lo = 0: none known); find the last one.
-	lo := mark / blockSize
+	b.mu.Lock()
+	lo := b.inStore[room] // blocks 1..lo are stored (0: none known)
+	b.mu.Unlock()
 	step := int64(1)
 	hi := int64(-1) // first block known to be missing
 	for hi < 0 {
@@ -126,11 +127,39 @@ func (b *BlobTokens) Load(room string) (int64, error) {
 			hi = mid
 		}
 	}
-	mark = max(mark, lo*blockSize)
+	b.mu.Lock()
+	b.inStore[room] = max(b.inStore[room], lo)
+	b.mu.Unlock()
+	if local > lo*blockSize {
+		if err := b.store(ctx, room, local); err != nil {
+			return 0, err
+		}
+	}
+	mark := max(local, lo*blockSize)
 	b.mu.Lock()
 	b.known[room] = max(b.known[room], mark)
+	mark = b.known[room]
 	b.mu.Unlock()
 	return mark, nil
+}
+
+// store stores the reservation blobs of every block above the stored ones
+// up to the one holding upTo, in order.
+func (b *BlobTokens) store(ctx context.Context, room string, upTo int64) error {
+	b.mu.Lock()
+	from := b.inStore[room] + 1
+	b.mu.Unlock()
+	top := (upTo + blockSize - 1) / blockSize
+	for k := from; k <= top; k++ {
+		if _, err := blobstore.PutBytes(ctx, b.blobs, ReservationBlob(room, k)); err != nil {
+			return b.failed("store", room, err)
+		}
+		b.mu.Lock()
+		b.inStore[room] = max(b.inStore[room], k)
+		b.known[room] = max(b.known[room], k*blockSize)
+		b.mu.Unlock()
+	}
+	return nil
 }
 
 // Reserve implements TokenStore: it stores the reservation blobs of every
@@ -139,25 +168,20 @@ func (b *BlobTokens) Reserve(room string, upTo int64) error {
 	if err := checkRoom(room); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	from := b.known[room]/blockSize + 1
-	b.mu.Unlock()
-	top := (upTo + blockSize - 1) / blockSize
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
-	for k := from; k <= top; k++ {
-		if _, err := blobstore.PutBytes(ctx, b.blobs, ReservationBlob(room, k)); err != nil {
-			return b.failed("store", room, err)
-		}
-		b.mu.Lock()
-		b.known[room] = max(b.known[room], k*blockSize)
-		b.mu.Unlock()
+	if err := b.store(ctx, room, upTo); err != nil {
+		return err
 	}
 	if b.local != nil {
+		top := (upTo + blockSize - 1) / blockSize
 		return b.local.Reserve(room, max(upTo, top*blockSize))
 	}
 	return nil
 }
+
+// Shared implements SharedStore: every hub's reservations are in it.
+func (b *BlobTokens) Shared() bool { return true }
 
 func (b *BlobTokens) failed(what, room string, err error) error {
 	return &framesync.Error{Kind: framesync.Unavailable, Op: "fencing tokens", Msg: fmt.Sprintf("cannot %s the token reservations of room %q in the blob store", what, room), Err: err}

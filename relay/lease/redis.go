@@ -447,6 +447,19 @@ func (st *redisRoom) see(tok int64) {
 // observe raises the floor of room to tok, reserving durably when tok is
 // above the reserved mark (a token another hub granted).
 func (r *Redis) observe(room string, tok int64) error {
+	if sh, ok := r.tokens.(SharedStore); ok && sh.Shared() {
+		// The granting hub reserved it in the store every hub shares:
+		// only the floor in memory moves (no store I/O in the event loop).
+		r.mu.Lock()
+		st := r.rooms[room]
+		if st == nil {
+			st = &redisRoom{}
+			r.rooms[room] = st
+		}
+		r.mu.Unlock()
+		st.see(tok)
+		return nil
+	}
 	st, err := r.roomState(room)
 	if err != nil {
 		return err

@@ -23,6 +23,14 @@ type TokenStore interface {
 	Reserve(room string, upTo int64) error
 }
 
+// SharedStore is an optional ability of a TokenStore, found by type
+// assertion: Shared reports whether every hub reserves its tokens in this
+// one store before granting them, so a hub need not reserve the tokens it
+// sees other hubs grant.
+type SharedStore interface {
+	Shared() bool
+}
+
 // FileTokens is a TokenStore keeping one small file per room in a
 // directory, each replaced atomically (temporary file, fsync, rename,
 // directory fsync). Files of deleted rooms are kept, so a re-created room
