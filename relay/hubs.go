@@ -856,10 +856,13 @@ func (h *hubSync) start(republish bool) error {
 func (h *hubSync) applyRoomlog(msgs []redis.XMessage) {
 	h.logMu.Lock()
 	defer h.logMu.Unlock()
-	h.applyRoomlogLocked(msgs)
+	h.applyRoomlogLocked(msgs, "")
 }
 
-func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
+// applyRoomlogLocked applies msgs and returns the error of applying entry
+// want, if it is among them (other errors are logged).
+func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage, want string) error {
+	var wantErr error
 	for _, m := range msgs {
 		h.mu.Lock()
 		done := h.logLast != "" && !streamIDLess(h.logLast, m.ID)
@@ -900,7 +903,9 @@ func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
 				}
 			}
 		case opUser, opRevoke, opACL:
-			h.applyShared(m, op)
+			if err := h.applyShared(m, op); err != nil && m.ID == want {
+				wantErr = err
+			}
 		}
 		h.mu.Lock()
 		h.logLast = m.ID
@@ -910,6 +915,7 @@ func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage) {
 			h.log.Error("save room log position", "err", err)
 		}
 	}
+	return wantErr
 }
 
 // loop reads every stream of the deployment until the hub closes.

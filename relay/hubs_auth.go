@@ -180,65 +180,75 @@ func (h *hubSync) syncLog(ctx context.Context, op, upTo string) error {
 		if len(msgs) == 0 {
 			return &framesync.Error{Kind: framesync.Internal, Op: op, Msg: fmt.Sprintf("entry %s is missing from the deployment log in redis", upTo)}
 		}
-		h.applyRoomlogLocked(msgs)
+		if err := h.applyRoomlogLocked(msgs, upTo); err != nil {
+			return err // this hub could not save its own change
+		}
 	}
 }
 
-// applyShared applies a user, revoke or acl entry of the deployment log.
-func (h *hubSync) applyShared(m redis.XMessage, op string) {
+// applyShared applies a user, revoke or acl entry of the deployment log;
+// the error is this hub's failure to save it (malformed entries are
+// logged and skipped).
+func (h *hubSync) applyShared(m redis.XMessage, op string) error {
 	meta, _ := m.Values[fieldMeta].(string)
 	switch op {
 	case opUser:
 		name, _ := m.Values[fieldUsr].(string)
 		a := h.s.auth
 		if a == nil || name == a.opts.AdminUser || !userNameRE.MatchString(name) {
-			return
+			return nil
 		}
 		var rec *userRecord
 		if meta != "" {
 			rec = new(userRecord)
 			if json.Unmarshal([]byte(meta), rec) != nil || rec.Hash == "" {
 				h.log.Error("malformed user in the deployment log", "id", m.ID)
-				return
+				return nil
 			}
 		}
-		if err := a.apply(name, rec); err != nil {
-			h.log.Error("save user of another hub", "user", name, "err", err)
+		err := a.apply(name, rec)
+		if err != nil {
+			h.log.Error("save a user change of the deployment", "user", name, "err", err)
 		}
 		if rec == nil {
 			h.s.disconnect(func(p principal) bool { return p.user == name }, "user deleted")
 		}
+		return err
 	case opRevoke:
 		var n revokeNote
 		if json.Unmarshal([]byte(meta), &n) != nil || n.ID == "" {
 			h.log.Error("malformed revocation in the deployment log", "id", m.ID)
-			return
+			return nil
 		}
+		var err error
 		if a := h.s.auth; a != nil {
-			if err := a.applyRevoke(n.ID, n.Exp); err != nil {
-				h.log.Error("save revocation of another hub", "err", err)
+			if err = a.applyRevoke(n.ID, n.Exp); err != nil {
+				h.log.Error("save a revocation of the deployment", "err", err)
 			}
 		}
 		h.s.disconnect(func(p principal) bool { return p.tokenID == n.ID }, "token revoked")
+		return err
 	case opACL:
 		name, _ := m.Values[fieldRoom].(string)
 		inc, _ := m.Values[fieldInc].(string)
 		var acl wire.RoomACL
 		if json.Unmarshal([]byte(meta), &acl) != nil {
 			h.log.Error("malformed access list in the deployment log", "id", m.ID)
-			return
+			return nil
 		}
 		h.s.mu.Lock()
 		r := h.s.rooms[name]
 		h.s.mu.Unlock()
 		if r == nil || r.sync == nil || r.sync.inc != inc {
-			return
+			return nil
 		}
 		if err := r.setACL(acl); err != nil {
-			h.log.Error("save access list of another hub", "room", name, "err", err)
+			h.log.Error("save an access list of the deployment", "room", name, "err", err)
+			return err
 		}
 		h.s.evictOutsiders(r)
 	}
+	return nil
 }
 
 // publishUsers offers the deployment the local users it does not have (a
