@@ -40,9 +40,16 @@ import (
 //	P rooms                      hash R -> {"inc","created","acl"} or a tombstone {"inc","deleted":true}
 //	P roomlog                    the deployment log, a stream: op create|delete|acl, room, inc, meta, hub;
 //	                             op user|revoke (hubs_auth.go)
-//	P room:R:doc:I:trajectory    stream: hub, m (changes message), note (commit JSON)
-//	P room:R:doc:I:state         stream: hub, m
+//	P room:R:doc:I:trajectory    stream: hub, m (changes message), note (commit JSON);
+//	                             after compaction first hub, snap (saved document), upto (hubs_trim.go)
+//	P room:R:doc:I:state         stream: hub, m (or hub, snap, upto)
 //	P room:R:gen:I               the room's generation: the number of commits
+//	P epoch                      "<id> <ms>": the data the hubs share (hubs_epoch.go)
+//	P users, P revoked           accounts and revoked tokens (hubs_auth.go)
+//	P room:R:jobs:I, P jobs      import jobs: hash and pub/sub channel (hubs_jobs.go)
+//
+// The lease backend's keys (locks, fencing counters, events) are listed in
+// relay/lease/redis.go.
 //
 // A commit is accepted by Redis, not by the hub: lease.Redis.AppendFenced
 // checks the lock's fencing token and that the generation is the one the
