@@ -153,6 +153,7 @@ func LoadDoc(b []byte, opts *Options) (*Doc, error) {
 
 // Save returns the whole document in Automerge's compressed format.
 func (d *Doc) Save() []byte {
+	cHeapTick()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.am.Save()
@@ -163,6 +164,7 @@ func (d *Doc) Save() []byte {
 // followed by any number of incremental saves) or to pass to LoadIncremental.
 // It returns an empty slice when nothing changed.
 func (d *Doc) SaveIncremental() []byte {
+	cHeapTick()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.am.SaveIncremental()
@@ -306,6 +308,7 @@ func (d *Doc) listenersLocked() []func(from, to Heads) {
 // apply runs fn, which changes the document by other means than a local
 // commit (sync, incremental load), under the lock, then notifies listeners.
 func (d *Doc) apply(op string, fn func(am *automerge.Doc) error) error {
+	cHeapTick()
 	d.mu.Lock()
 	before := headsOf(d.am)
 	err := fn(d.am)
@@ -331,6 +334,7 @@ var errNoChange = errors.New("no change")
 // it returns an error the change is rolled back (it never left the lock,
 // so no reader, session or listener saw it) and commit returns that error.
 func (d *Doc) commit(op, msg string, edit func(am *automerge.Doc, now time.Time) error, after func(am *automerge.Doc, h automerge.ChangeHash) error) (ChangeHash, error) {
+	cHeapTick()
 	d.mu.Lock()
 	if d.readOnly != "" {
 		d.mu.Unlock()
@@ -551,6 +555,7 @@ func (d *Doc) viewLocked(op string, heads Heads) (*automerge.Doc, error) {
 	if err := checkHeads(d.am, op, heads); err != nil {
 		return nil, err
 	}
+	cHeapTick() // a fork copies the document in C
 	f, err := d.am.Fork(amHeads(heads)...)
 	if err != nil {
 		return nil, internal(op, err)

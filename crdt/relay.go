@@ -10,6 +10,7 @@ import (
 // heads they lead to, all read in one step. A replica that forwards its
 // changes elsewhere keeps the returned heads as the since of its next call.
 func (d *Doc) ChangesAfter(since Heads) (chunks [][]byte, hashes []ChangeHash, heads Heads, err error) {
+	cHeapTick()
 	const op = "list changes"
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -130,6 +130,7 @@ func (s *Session) Save() []byte {
 // after creating the session, after every Receive and after every local
 // change.
 func (s *Session) Next() (msg []byte, ok bool) {
+	cHeapTick()
 	d := s.doc
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -178,6 +179,7 @@ func (s *Session) Next() (msg []byte, ok bool) {
 // have applied it (the rest of that message is applied).
 func (s *Session) Receive(msg []byte) error {
 	const op = "receive sync message"
+	cHeapTick()
 	p, err := parseMessage(msg)
 	if err != nil {
 		return err

@@ -93,6 +93,14 @@ func (d *StateDiff) Empty() bool {
 // A State is safe for concurrent use.
 type State struct {
 	doc *Doc // static after construction
+
+	// last is the document's value at heads lastHeads, kept from the last
+	// Diff (its to side), so that the next Diff, which usually starts
+	// there, reads one side only instead of forking the document at the
+	// other (a fork copies the whole document in C). Guarded by doc.mu;
+	// never changed once stored.
+	lastHeads Heads
+	last      map[string]any
 }
 
 // NewState returns a new state document. Its first change is the same on
@@ -444,6 +452,10 @@ func (s *State) Diff(from, to Heads) (*StateDiff, error) {
 	defer d.mu.Unlock()
 	var sides [2]map[string]any
 	for i, h := range []Heads{from, to} {
+		if s.last != nil && h.Equal(s.lastHeads) {
+			sides[i] = s.last
+			continue
+		}
 		am, err := d.viewLocked(op, h)
 		if err != nil {
 			return nil, err
@@ -454,6 +466,8 @@ func (s *State) Diff(from, to Heads) (*StateDiff, error) {
 		}
 		sides[i] = v.(map[string]any)
 	}
+	// A copy: the diff hands out parts of sides[1] to callers.
+	s.lastHeads, s.last = to.sorted(), cloneJSON(sides[1]).(map[string]any)
 	old, cur := sides[0], sides[1]
 	res := &StateDiff{From: from.sorted(), To: to.sorted()}
 
@@ -687,4 +701,26 @@ func checkCollection(op, name string) error {
 		return errorf(framesync.BadInput, op, "collection name %q: want non-empty UTF-8 without '/'", name)
 	}
 	return nil
+}
+
+// cloneJSON returns a deep copy of a value read by readJSON.
+func cloneJSON(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = cloneJSON(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = cloneJSON(x)
+		}
+		return out
+	case []byte:
+		return slices.Clone(v)
+	default:
+		return v
+	}
 }

@@ -66,6 +66,15 @@ type Trajectory struct {
 	rand io.Reader
 
 	cache trajCache // guarded by doc.mu
+	// lastDiff is the to side of the last Diff (a copy), so the next one,
+	// which usually starts there, need not fork the document. Guarded by
+	// doc.mu.
+	lastDiff struct {
+		heads   Heads
+		entries []Entry
+		gen     int64
+		ok      bool
+	}
 
 	gate func(c *Commit, change []byte) error // set once by SetGate, before use
 }

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"slices"
 	"sort"
 )
 
@@ -50,6 +51,10 @@ func (t *Trajectory) Diff(from, to Heads) (*TrajectoryDiff, error) {
 		entries *[]Entry
 		gen     *int64
 	}{{from, &old, &res.FromGeneration}, {to, &cur, &res.ToGeneration}} {
+		if l := &t.lastDiff; l.ok && side.heads.Equal(l.heads) {
+			*side.entries, *side.gen = l.entries, l.gen
+			continue
+		}
 		am, err := d.viewLocked(op, side.heads)
 		if err != nil {
 			return nil, err
@@ -67,6 +72,8 @@ func (t *Trajectory) Diff(from, to Heads) (*TrajectoryDiff, error) {
 		}
 	}
 	diffEntries(res, old, cur)
+	l := &t.lastDiff
+	l.heads, l.entries, l.gen, l.ok = to.sorted(), slices.Clone(cur), res.ToGeneration, true
 	return res, nil
 }
 

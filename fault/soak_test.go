@@ -86,9 +86,15 @@ func TestSoak(t *testing.T) {
 		if r == nil {
 			t.Fatalf("client %d ended without a room", i)
 		}
-		eventually(t, 60*time.Second, fmt.Sprintf("client %d to converge", i), func() bool {
-			return r.Trajectory().Heads().Equal(wantT) && r.State().Heads().Equal(wantS)
-		})
+		deadline := time.Now().Add(60 * time.Second)
+		for !(r.Trajectory().Heads().Equal(wantT) && r.State().Heads().Equal(wantS)) {
+			if time.Now().After(deadline) {
+				c := r.Client()
+				t.Fatalf("client %d (on %s, connected %v) did not converge within 60 s: trajectory %s, missing %d of the hubs' heads %s; state %s, missing %d of %s",
+					i, c.HubURL(), c.Connected(), r.Trajectory().Heads(), missing(r.Trajectory().Doc(), wantT), wantT, r.State().Heads(), missing(r.State().Doc(), wantS), wantS)
+			}
+			time.Sleep(pollEvery)
+		}
 	}
 	tags, n := tagsAt(t, hubs[1].URL, room, 3)
 	st := editStats{acked: cnt.acked, uncertain: cnt.lost}
@@ -258,4 +264,15 @@ func soakClient(ctx context.Context, t *testing.T, name, cache string, hubs []*h
 		fail("final sync", err)
 	}
 	return r
+}
+
+// missing counts the heads in want that d does not have.
+func missing(d *crdt.Doc, want crdt.Heads) int {
+	n := 0
+	for _, h := range want {
+		if !d.HasChange(h) {
+			n++
+		}
+	}
+	return n
 }

@@ -186,6 +186,10 @@ type roomData struct {
 	trajSync  []byte     // saved sync states (nil: none yet)
 	stateSync []byte
 	meta      RoomMeta
+	// written is the file of each document as this client last read or
+	// wrote it: a file that is still the same needs no merging before the
+	// next save (only another process sharing the replica changes it).
+	written map[string]os.FileInfo
 }
 
 // openRoom loads room name from the replica, or starts empty documents.
@@ -256,13 +260,21 @@ func (rd *roomData) save(trajSync, stateSync []byte) error {
 			doc  *crdt.Doc
 		}{{"trajectory.am", rd.traj.Doc()}, {"state.am", rd.state.Doc()}} {
 			path := filepath.Join(rd.dir, d.file)
-			if b, err := os.ReadFile(path); err == nil {
-				if err := d.doc.LoadIncremental(b); err != nil {
-					return fmt.Errorf("merge %s: %w", d.file, err)
+			if fi, err := os.Stat(path); err == nil && !sameFile(rd.written[d.file], fi) {
+				if b, err := os.ReadFile(path); err == nil {
+					if err := d.doc.LoadIncremental(b); err != nil {
+						return fmt.Errorf("merge %s: %w", d.file, err)
+					}
 				}
 			}
 			if err := writeFileAtomic(path, d.doc.Save()); err != nil {
 				return err
+			}
+			if fi, err := os.Stat(path); err == nil {
+				if rd.written == nil {
+					rd.written = map[string]os.FileInfo{}
+				}
+				rd.written[d.file] = fi
 			}
 		}
 		for _, f := range []struct {
@@ -278,6 +290,12 @@ func (rd *roomData) save(trajSync, stateSync []byte) error {
 		b, _ := json.MarshalIndent(rd.meta, "", "  ")
 		return writeFileAtomic(filepath.Join(rd.dir, "room.json"), b)
 	})
+}
+
+// sameFile reports whether cur is still the file prev described (same
+// inode, size and modification time).
+func sameFile(prev, cur os.FileInfo) bool {
+	return prev != nil && os.SameFile(prev, cur) && prev.Size() == cur.Size() && prev.ModTime().Equal(cur.ModTime())
 }
 
 // writeFileAtomic replaces path with b: a reader sees the old or the new

@@ -502,7 +502,7 @@ func TestReadPaths(t *testing.T) {
 		t.Fatalf("info %+v", info)
 	}
 	code, body = h.Do("GET", "/metrics", nil)
-	if code != 200 || !bytes.Contains(body, []byte(`framesync_commits_total{op="extend"} 1`)) || !bytes.Contains(body, []byte("framesync_ws_connections 1")) {
+	if code != 200 || !bytes.Contains(body, []byte(`framesync_commits_total{op="extend"} 1`)) || !bytes.Contains(body, []byte("framesync_ws_connections 1")) || !bytes.Contains(body, []byte("framesync_c_heap_bytes ")) {
 		t.Fatalf("metrics: %d %.400s", code, body)
 	}
 	if code, _ := h.Do("GET", "/healthz", nil); code != 200 {

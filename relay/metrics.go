@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"errors"
+	"framesync/crdt"
 	"net"
 	"net/http"
 	"strconv"
@@ -43,7 +44,11 @@ func newMetrics() *metrics {
 		presenterRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "framesync_presenter_frames_refused_total", Help: "Frame messages ignored because the sender is not the presenter."}),
 	}
 	m.reg.MustRegister(m.requests, m.commits, m.blobBytesIn, m.blobBytesOut, m.wsConns, m.wsIn, m.wsOut, m.wsDropped, m.presenterRefused,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// Automerge's documents live in the C heap, which the Go
+		// collector's metrics do not see.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "framesync_c_heap_bytes", Help: "C heap in use (Automerge documents and results)."}, func() float64 { return float64(crdt.CHeapInUse()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "framesync_c_heap_collections_total", Help: "Garbage collections started because the C heap grew."}, func() float64 { return float64(crdt.CHeapCollections()) }))
 	return m
 }
 
