@@ -53,8 +53,11 @@ func TestFrameShow(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "truncated") {
 		t.Fatalf("truncated frame: exit %d, stderr %q", code, errs)
 	}
-	// Usage errors exit 2.
-	for _, args := range [][]string{{"frame", "show"}, {"hub", "--no-such-flag"}, {"hub", "--log-format", "xml"}, {"hub", "--log-level", "loud"}, {"hub", "--redis-url", "http://x"}, {"frame", "show", "--data", "a,,b", golden}} {
+	// Usage errors exit 2. Hub cases get their own data directory and no
+	// fixed ports, so one that wrongly gets past the checks writes
+	// nothing here.
+	hub := []string{"hub", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--p2p-listen", "off"}
+	for _, args := range [][]string{{"frame", "show"}, append(hub, "--no-such-flag"), append(hub, "--log-format", "xml"), append(hub, "--log-level", "loud"), append(hub, "--redis-url", "http://x"), {"frame", "show", "--data", "a,,b", golden}} {
 		if code, _, errs := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
 		}
