@@ -175,7 +175,11 @@ func runHub(ctx context.Context, cfg hubConfig, log *slog.Logger, ready func(add
 		return err
 	}
 	srv := &http.Server{Handler: hub.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("framesync hub listening", "url", "http://"+ln.Addr().String(), "data", cfg.Data, "blobs", cfg.Blobs, "hub", hub.ID())
+	where := cfg.Blobs // a directory; an s3:// URL may hold a secret key
+	if s, ok := blobs.(fmt.Stringer); ok {
+		where = s.String() // without credentials
+	}
+	log.Info("framesync hub listening", "url", "http://"+ln.Addr().String(), "data", cfg.Data, "blobs", where, "hub", hub.ID())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if ready != nil {
