@@ -442,21 +442,23 @@ func (h *hubSync) apply(r *room, doc int, msgs []redis.XMessage) {
 	}
 	rs := r.sync
 	var notes []commitNote
-	changed := false
-	if doc == docTraj {
-		r.mu.Lock()
-		defer func() {
-			r.mu.Unlock()
-			for _, n := range notes {
-				h.s.afterCommit(r, n.Op, h.result(r, n))
-			}
-			if changed {
-				h.s.pokeSync(r)
-			}
-		}()
-		if r.deleted {
-			return
+	changed, stateSaved := false, false
+	// room.mu before roomSync.mu, for both documents (the lock order).
+	r.mu.Lock()
+	defer func() {
+		r.mu.Unlock()
+		for _, n := range notes {
+			h.s.afterCommit(r, n.Op, h.result(r, n))
 		}
+		if stateSaved {
+			r.markChanged()
+		}
+		if doc == docTraj && changed || stateSaved {
+			h.s.pokeSync(r)
+		}
+	}()
+	if r.deleted {
+		return
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -531,16 +533,13 @@ func (h *hubSync) apply(r *room, doc int, msgs []redis.XMessage) {
 		if doc == docTraj {
 			err = r.persistTrajLocked()
 		} else {
-			err = r.persistState()
+			err = persist(r.stateFile, r.state.Doc())
 		}
 		if err != nil {
 			h.log.Error("persist room document", "room", r.name, "doc", docNames[doc], "err", err)
 			return // the positions stay: read again after a restart
 		}
-		if doc == docState {
-			r.markChanged()
-			h.s.pokeSync(r)
-		}
+		stateSaved = doc == docState
 	}
 	if advanced {
 		if err := rs.save(h.s.opts.NoSync); err != nil {
