@@ -29,15 +29,7 @@ import (
 // incomplete upload behind, listed or not.
 func openS3(t testing.TB, srv *s3test.Server, bucket, prefix string) *blobstore.S3 {
 	t.Helper()
-	s, err := blobstore.OpenS3(context.Background(), blobstore.S3Config{
-		Endpoint:  srv.Endpoint,
-		Bucket:    bucket,
-		Prefix:    prefix,
-		AccessKey: srv.AccessKey,
-		SecretKey: srv.SecretKey,
-		Region:    "us-east-1",
-		PlainHTTP: true,
-	})
+	s, err := blobstore.OpenS3(context.Background(), s3Config(srv, bucket, prefix))
 	if err != nil {
 		t.Fatalf("OpenS3: %v", err)
 	}

@@ -41,13 +41,11 @@ func newBalancer(t *testing.T, first string) *balancer {
 	b.srv = &http.Server{Handler: proxy, ConnState: func(c net.Conn, s http.ConnState) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		switch s {
+		switch s { // hijacked ones (WebSockets) stay, for Switch to cut
 		case http.StateNew:
 			b.conns[c] = true
-		case http.StateClosed, http.StateHijacked:
-			if s == http.StateClosed {
-				delete(b.conns, c)
-			}
+		case http.StateClosed:
+			delete(b.conns, c)
 		}
 	}}
 	go b.srv.Serve(ln)

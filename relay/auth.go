@@ -192,9 +192,7 @@ func (a *auth) addUser(name, password string, admin bool) error {
 	if err != nil {
 		return err
 	}
-	var gen [8]byte
-	rand.Read(gen[:])
-	rec := &userRecord{Hash: string(h), Admin: admin, Created: time.Now().UTC(), Gen: hex.EncodeToString(gen[:])}
+	rec := &userRecord{Hash: string(h), Admin: admin, Created: time.Now().UTC(), Gen: randomID()}
 	if a.shared != nil {
 		if name == a.opts.AdminUser {
 			return &framesync.Error{Kind: framesync.Conflict, Op: op, Msg: fmt.Sprintf("user %q exists", name)}

@@ -136,13 +136,14 @@ type hubSync struct {
 
 	logMu sync.Mutex // serialises applying the deployment log; taken before mu
 
-	recoverMu sync.Mutex // serialises recover
+	// extended is the epoch recover last made settle; only the hub loop
+	// (recover) uses it.
+	extended string
 
-	mu       sync.Mutex // guards the fields below
-	hubs     []string   // hub IDs of the deployment, sorted
-	logLast  string     // last roomlog entry applied
-	epoch    string     // the data epoch this hub's rooms are published under (P epoch)
-	extended string     // the epoch recover last made settle; only recover uses it (under recoverMu)
+	mu      sync.Mutex // guards the fields below
+	hubs    []string   // hub IDs of the deployment, sorted
+	logLast string     // last roomlog entry applied
+	epoch   string     // the data epoch this hub's rooms are published under (P epoch)
 	// epochSaved is the epoch in hubsync.json: the last one whose
 	// publishing finished, so a hub that stops before it has published
 	// everything does it again when it starts.
@@ -184,7 +185,9 @@ type roomEntry struct {
 	Deleted bool          `json:"deleted,omitempty"`
 }
 
-func newInc() string {
+// randomID returns 64 random bits in hex: hub, client, job and room
+// incarnation IDs.
+func randomID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -815,7 +818,7 @@ func (h *hubSync) start(republish bool) error {
 		}
 		inc := r.sync.inc
 		if inc == "" {
-			inc = newInc()
+			inc = randomID()
 		}
 		gen, _ := r.traj.Generation()
 		cur, err := h.register(name, roomEntry{Inc: inc, Created: r.created, ACL: r.acl.Load()}, gen)
@@ -868,6 +871,9 @@ func (h *hubSync) applyRoomlog(msgs []redis.XMessage) {
 // applyRoomlogLocked applies msgs and returns the error of applying entry
 // want, if it is among them (other errors are logged).
 func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage, want string) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	var wantErr error
 	for _, m := range msgs {
 		h.mu.Lock()
@@ -915,11 +921,15 @@ func (h *hubSync) applyRoomlogLocked(msgs []redis.XMessage, want string) error {
 		}
 		h.mu.Lock()
 		h.logLast = m.ID
-		err := h.saveLocked()
 		h.mu.Unlock()
-		if err != nil {
-			h.log.Error("save room log position", "err", err)
-		}
+	}
+	// One write for the batch: an entry applied again after a crash is
+	// harmless (each checks or overwrites).
+	h.mu.Lock()
+	err := h.saveLocked()
+	h.mu.Unlock()
+	if err != nil {
+		h.log.Error("save room log position", "err", err)
 	}
 	return wantErr
 }

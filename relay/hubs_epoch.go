@@ -80,7 +80,7 @@ func (h *hubSync) ensureEpoch(ctx context.Context, settle, extend bool) (string,
 	if settle || extend {
 		ms = epochSettle.Milliseconds()
 	}
-	return scriptEpoch.Run(ctx, h.rdb, []string{h.key("epoch")}, newInc(), ms, boolArg(extend)).Text()
+	return scriptEpoch.Run(ctx, h.rdb, []string{h.key("epoch")}, randomID(), ms, boolArg(extend)).Text()
 }
 
 // epochID is the ID part of an epoch value.
@@ -133,11 +133,9 @@ func (h *hubSync) raiseGen(ctx context.Context, r *room, gen int64) error {
 
 // recover publishes this hub's rooms again if Redis lost its data (the
 // epoch is missing or not the one this hub is at); otherwise it does
-// nothing. Calls are serialised, so a commit that found the epoch changed
-// waits for the recovery in progress.
+// nothing. Only the hub loop calls it; a commit that found the epoch
+// changed asks the loop (recoverNow) and waits for the new epoch.
 func (h *hubSync) recover(ctx context.Context) error {
-	h.recoverMu.Lock()
-	defer h.recoverMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cur, err := h.rdb.Get(ctx, h.key("epoch")).Result()

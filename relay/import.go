@@ -20,8 +20,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -633,12 +631,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 const importHolderPrefix = "import:"
 
 // newJobID returns a random job ID: 16 hex digits.
-func newJobID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // checkImportName checks the file name given with ?name=: shown in job
 // lists, so printable and short.
 func checkImportName(name string) error {
@@ -685,7 +677,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 		s.imports.unreserve()
 		return err
 	}
-	id, user := newJobID(), who(r.Context()).user
+	id, user := randomID(), who(r.Context()).user
 	j := &job{id: id, room: rm, name: name, user: user, spool: spool, holder: importHolderPrefix + id, w: wire.Job{
 		ID: id, Room: rm.name, Name: name, User: user,
 		State: jobQueued, TotalBytes: size, Created: time.Now().UTC(),

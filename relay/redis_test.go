@@ -57,7 +57,7 @@ func TestHubsShareLocksThroughRedis(t *testing.T) {
 			t.Fatalf("room info with Redis down: %d %s", code, body)
 		}
 	}
-	if code, body := a.Do("GET", frame, nil); code != 200 { // (documents are not shared between hubs yet)
+	if code, body := a.Do("GET", frame, nil); code != 200 {
 		t.Fatalf("read with Redis down: %d %s", code, body)
 	}
 	code, body := commit(t, b, "default", &wire.CommitRequest{Op: wire.OpAppend, Token: gb.Token, Frames: []msgpack.RawMessage{encodeFrame(t, relaytest.Frame(4, 9))}})

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -344,9 +343,7 @@ func (s *Server) loadHubFile() (hubFile, error) {
 	b, err := os.ReadFile(name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		var id [8]byte
-		rand.Read(id[:])
-		hf.ID = hex.EncodeToString(id[:])
+		hf.ID = randomID()
 		return hf, s.saveHubFile(hf)
 	case err != nil:
 		return hf, fmt.Errorf("relay: %w", err)
@@ -502,7 +499,7 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 			}
 			gen, _ = t.Generation()
 		}
-		inc = newInc()
+		inc = randomID()
 		cur, err := s.hs.register(name, roomEntry{Inc: inc, Created: time.Now().UTC(), ACL: &acl}, gen)
 		if errors.Is(err, errRoomExists) {
 			if name == DefaultRoom && from == "" { // every hub makes it: take the deployment's

@@ -2,8 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -204,9 +202,7 @@ func (c *conn) hello() error {
 		return fmt.Errorf("first message is %q, want hello", m.T)
 	}
 	if m.Client == "" {
-		var id [8]byte
-		rand.Read(id[:])
-		m.Client = hex.EncodeToString(id[:])
+		m.Client = randomID()
 	}
 	if len(m.Client) > 128 || len(m.Name) > 128 {
 		return errors.New("client and name are limited to 128 bytes")

@@ -122,8 +122,10 @@ func Start(t testing.TB) *Server {
 }
 
 // FindBinary returns the path of the server binary: from $PATH, or else
-// from $(go env GOBIN) or $(go env GOPATH)/bin.
-func FindBinary() (string, error) {
+// from $(go env GOBIN) or $(go env GOPATH)/bin. It looks once per process.
+func FindBinary() (string, error) { return findBinary() }
+
+var findBinary = sync.OnceValues(func() (string, error) {
 	if p, err := exec.LookPath(Binary); err == nil {
 		return p, nil
 	}
@@ -148,7 +150,7 @@ func FindBinary() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found in $PATH or %s", Binary, strings.Join(dirs, ", "))
-}
+})
 
 // start runs the binary on s.Endpoint and waits until it answers HTTP.
 func (s *Server) start() error {

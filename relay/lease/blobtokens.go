@@ -35,13 +35,11 @@ import (
 // them with IsReservation. framesync has no collector yet.
 type BlobTokens struct {
 	// Static after construction.
-	local   TokenStore
-	blobs   blobstore.Store
-	timeout time.Duration
+	local TokenStore
+	blobs blobstore.Store
 
-	mu      sync.Mutex       // guards the fields below
-	known   map[string]int64 // highest mark known per room (blobs or local)
-	inStore map[string]int64 // highest block known to be stored per room
+	mu      sync.Mutex       // guards inStore
+	inStore map[string]int64 // highest block known to be stored, per room
 }
 
 var _ TokenStore = (*BlobTokens)(nil)
@@ -55,7 +53,7 @@ const blobTokensTimeout = 30 * time.Second
 // NewBlobTokens returns a TokenStore keeping marks in blobs, with local
 // as this hub's cache of them (nil for none).
 func NewBlobTokens(blobs blobstore.Store, local TokenStore) *BlobTokens {
-	return &BlobTokens{local: local, blobs: blobs, timeout: blobTokensTimeout, known: map[string]int64{}, inStore: map[string]int64{}}
+	return &BlobTokens{local: local, blobs: blobs, inStore: map[string]int64{}}
 }
 
 const reservationHeader = "framesync fencing token reservation\n"
@@ -96,7 +94,7 @@ func (b *BlobTokens) Load(room string) (int64, error) {
 		}
 		local = m
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), blobTokensTimeout)
 	defer cancel()
 	b.mu.Lock()
 	lo := b.inStore[room] // blocks 1..lo are stored (0: none known)
@@ -135,12 +133,9 @@ func (b *BlobTokens) Load(room string) (int64, error) {
 			return 0, err
 		}
 	}
-	mark := max(local, lo*blockSize)
 	b.mu.Lock()
-	b.known[room] = max(b.known[room], mark)
-	mark = b.known[room]
-	b.mu.Unlock()
-	return mark, nil
+	defer b.mu.Unlock()
+	return b.inStore[room] * blockSize, nil // at least local: store covered it
 }
 
 // store stores the reservation blobs of every block above the stored ones
@@ -156,7 +151,6 @@ func (b *BlobTokens) store(ctx context.Context, room string, upTo int64) error {
 		}
 		b.mu.Lock()
 		b.inStore[room] = max(b.inStore[room], k)
-		b.known[room] = max(b.known[room], k*blockSize)
 		b.mu.Unlock()
 	}
 	return nil
@@ -168,14 +162,14 @@ func (b *BlobTokens) Reserve(room string, upTo int64) error {
 	if err := checkRoom(room); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), blobTokensTimeout)
 	defer cancel()
 	if err := b.store(ctx, room, upTo); err != nil {
 		return err
 	}
 	if b.local != nil {
 		top := (upTo + blockSize - 1) / blockSize
-		return b.local.Reserve(room, max(upTo, top*blockSize))
+		return b.local.Reserve(room, top*blockSize)
 	}
 	return nil
 }

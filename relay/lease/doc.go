@@ -73,8 +73,8 @@
 //     is granted again. Without a TokenStore that holds only while the hub
 //     keeps running. With one TokenStore per hub (FileTokens in each hub's
 //     data directory), a token another hub granted that this hub had not
-//     yet heard of (the pub/sub delay, about a millisecond, or all of them
-//     for a hub that was not running) and that is above its reserved block
+//     yet heard of (the pub/sub delay, or all of them for a hub that was
+//     not running) and that is above its reserved block
 //     can be granted again. Hubs sharing one TokenStore whose Reserve only
 //     ever raises the mark, across processes, close that gap: every token
 //     is reserved in it before it is granted. BlobTokens is such a store,
@@ -101,7 +101,7 @@
 // event subscription is down. An operation that timed out may still have
 // happened: acquiring again is harmless (the holder re-acquires and keeps
 // its token), and a lease whose release was lost ends by its TTL. The
-// backend recovers by itself within about a second of Redis answering
-// again: connections are redialled, the subscription is renewed and
+// backend recovers by itself once Redis answers again, within the retry
+// back-off cap (maxRetryWait, one second): connections are redialled, the subscription is renewed and
 // reconciled, and expired leases are reported.
 package lease

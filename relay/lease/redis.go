@@ -73,18 +73,20 @@ type RedisOptions struct {
 // stops it.
 type Redis struct {
 	// Static after construction.
-	client   *redis.Client
-	addr     string
-	prefix   string
-	channel  string
-	tokens   TokenStore
-	timeout  time.Duration
-	interval time.Duration
-	log      *slog.Logger
-	ctx      context.Context // canceled by Close
-	cancel   context.CancelCauseFunc
-	wake     chan struct{} // pokes reapLoop
-	wg       sync.WaitGroup
+	client  *redis.Client
+	addr    string
+	prefix  string
+	channel string
+	tokens  TokenStore
+	// sharedTokens: tokens is a SharedStore every hub reserves in.
+	sharedTokens bool
+	timeout      time.Duration
+	interval     time.Duration
+	log          *slog.Logger
+	ctx          context.Context // canceled by Close
+	cancel       context.CancelCauseFunc
+	wake         chan struct{} // pokes reapLoop
+	wg           sync.WaitGroup
 
 	// Owned by eventLoop (and by NewRedis before it starts).
 	view map[roomTarget]Grant // live grants as the events tell them
@@ -165,6 +167,9 @@ func NewRedis(ctx context.Context, url string, opts *RedisOptions) (*Redis, erro
 		view:     map[roomTarget]Grant{},
 		subs:     map[*subscriber]struct{}{},
 		rooms:    map[string]*redisRoom{},
+	}
+	if sh, ok := ro.Tokens.(SharedStore); ok {
+		r.sharedTokens = sh.Shared()
 	}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	sctx, cancel := r.opContext(ctx)
@@ -385,28 +390,35 @@ func heldErr(op, room, target string, res []string) error {
 	return &HeldError{Grant: g}
 }
 
-// roomState returns this hub's token bookkeeping for room, loading the
-// persisted mark on first use.
-func (r *Redis) roomState(room string) (*redisRoom, error) {
+// room returns this hub's token bookkeeping for room, made on first use.
+func (r *Redis) room(room string) *redisRoom {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	st := r.rooms[room]
 	if st == nil {
 		st = &redisRoom{}
 		r.rooms[room] = st
 	}
-	r.mu.Unlock()
+	return st
+}
+
+// roomState returns this hub's token bookkeeping for room, loading the
+// persisted mark on first use; fresh says it was loaded by this call.
+func (r *Redis) roomState(room string) (st *redisRoom, fresh bool, err error) {
+	st = r.room(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.loaded && r.tokens != nil {
 		hwm, err := r.tokens.Load(room)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		st.seen = max(st.seen, hwm)
 		st.reserved = hwm
 		st.loaded = true
+		fresh = true
 	}
-	return st, nil
+	return st, fresh, nil
 }
 
 // reload raises the floor of room to the mark in the token store, which
@@ -447,20 +459,13 @@ func (st *redisRoom) see(tok int64) {
 // observe raises the floor of room to tok, reserving durably when tok is
 // above the reserved mark (a token another hub granted).
 func (r *Redis) observe(room string, tok int64) error {
-	if sh, ok := r.tokens.(SharedStore); ok && sh.Shared() {
+	if r.sharedTokens {
 		// The granting hub reserved it in the store every hub shares:
 		// only the floor in memory moves (no store I/O in the event loop).
-		r.mu.Lock()
-		st := r.rooms[room]
-		if st == nil {
-			st = &redisRoom{}
-			r.rooms[room] = st
-		}
-		r.mu.Unlock()
-		st.see(tok)
+		r.room(room).see(tok)
 		return nil
 	}
-	st, err := r.roomState(room)
+	st, _, err := r.roomState(room)
 	if err != nil {
 		return err
 	}
@@ -501,13 +506,13 @@ func (r *Redis) Acquire(ctx context.Context, room, target, holder string, ttl ti
 	if holder == "" {
 		return Grant{}, &framesync.Error{Kind: framesync.BadInput, Op: op, Field: "holder", Msg: "empty holder"}
 	}
-	st, err := r.roomState(room)
+	st, fresh, err := r.roomState(room)
 	if err != nil {
 		return Grant{}, err
 	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
-	reloaded := r.tokens == nil // nothing to reload from
+	reloaded := r.tokens == nil || fresh // nothing to reload from, or just loaded
 	for range maxReserveRounds {
 		floor, limit := st.bounds(r.tokens != nil)
 		res, err := r.run(ctx, op, scriptAcquire, room, target, holder, ms(ttl), newNonce(), floor, limit, reloaded)

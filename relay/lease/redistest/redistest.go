@@ -45,7 +45,6 @@ type Server struct {
 
 type process struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // set before done is closed
 }
@@ -141,13 +140,6 @@ func (s *Server) signal(sig os.Signal) {
 	}
 }
 
-// Running reports whether the server process is up.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.proc != nil
-}
-
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,10 +157,11 @@ func (s *Server) start() error {
 	)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	testproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	p := &process{cmd: cmd, out: out, done: make(chan struct{})}
+	p := &process{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -212,16 +205,6 @@ func ping(addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
-}
-
-// Output returns what the running server has logged so far.
-func (s *Server) Output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return ""
-	}
-	return s.proc.out.String()
 }
 
 type lockedBuffer struct {
