@@ -225,7 +225,7 @@ func openHubSync(s *Server, url, prefix string) (*hubSync, error) {
 		}
 	}
 	h.logLast = f.Roomlog
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(s.ctx)
 	defer cancel()
 	if err := h.rdb.SAdd(ctx, h.key("hubs"), s.hubID).Err(); err != nil {
 		h.rdb.Close()
@@ -305,18 +305,21 @@ func (h *hubSync) attach(r *room, inc string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	changed := false
 	if inc != "" && rs.inc != inc {
 		rs.inc, rs.last, rs.published = inc, [2]string{}, nil
+		changed = true
 	}
 	for _, hd := range rs.published {
 		if !r.state.Doc().HasChange(hd) {
 			rs.published = nil // lost locally: publish again
+			changed = true
 			break
 		}
 	}
 	r.sync = rs
 	r.traj.SetGate(func(c *crdt.Commit, change []byte) error { return h.gate(r, c, change) })
-	if rs.inc != "" {
+	if changed {
 		return rs.save(h.s.opts.NoSync)
 	}
 	return nil
@@ -363,7 +366,7 @@ func (h *hubSync) gate(r *room, c *crdt.Commit, change []byte) error {
 
 // generation returns the room's generation in Redis.
 func (h *hubSync) generation(ctx context.Context, r *room) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	g, err := h.rdb.Get(ctx, h.genKey(r.name, r.sync.inc)).Int64()
 	if errors.Is(err, redis.Nil) {
@@ -409,19 +412,53 @@ func (h *hubSync) catchUp(ctx context.Context, r *room, want int64) error {
 func (h *hubSync) pull(ctx context.Context, r *room, doc int) (int, error) {
 	rs := r.sync
 	rs.mu.Lock()
-	from := rs.last[doc]
+	last := rs.last[doc]
 	rs.mu.Unlock()
-	if from == "" {
-		from = "-"
-	} else {
-		from = "(" + from
-	}
-	msgs, err := h.rdb.XRangeN(ctx, h.docKey(r.name, rs.inc, doc), from, "+", hubsReadCount).Result()
+	msgs, err := h.after(ctx, h.docKey(r.name, rs.inc, doc), last, hubsReadCount)
 	if err != nil {
 		return 0, &framesync.Error{Kind: framesync.Unavailable, Op: "read from redis", Err: err}
 	}
 	h.apply(r, doc, msgs)
 	return len(msgs), nil
+}
+
+// syncedRooms returns the rooms that have streams (an incarnation).
+func (h *hubSync) syncedRooms() []*room {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	rooms := make([]*room, 0, len(h.s.rooms))
+	for _, r := range h.s.rooms {
+		if r.sync != nil && r.sync.inc != "" {
+			rooms = append(rooms, r)
+		}
+	}
+	return rooms
+}
+
+// roomAt returns room name if this hub has it in incarnation inc, or nil.
+func (h *hubSync) roomAt(name, inc string) *room {
+	h.s.mu.Lock()
+	r := h.s.rooms[name]
+	h.s.mu.Unlock()
+	if r == nil || r.sync == nil || r.sync.inc != inc {
+		return nil
+	}
+	return r
+}
+
+// redisOpTimeout bounds one Redis operation of the hub's own (registry,
+// log, generation, jobs).
+const redisOpTimeout = 5 * time.Second
+
+// opCtx returns parent bounded by redisOpTimeout.
+func (h *hubSync) opCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, redisOpTimeout)
+}
+
+// after reads up to n entries of stream key after entry last ("": from
+// the start).
+func (h *hubSync) after(ctx context.Context, key, last string, n int64) ([]redis.XMessage, error) {
+	return h.rdb.XRangeN(ctx, key, "("+cmpID(last), "+", n).Result()
 }
 
 // streamIDLess compares two stream IDs "<ms>-<seq>"; "" is before all.
@@ -611,7 +648,7 @@ func (h *hubSync) publishState(r *room) {
 func (h *hubSync) publish(room, inc string, doc int, chunks [][]byte) error {
 	for len(chunks) > 0 {
 		n := min(len(chunks), publishBatch)
-		ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+		ctx, cancel := h.opCtx(h.s.ctx)
 		err := h.rdb.XAdd(ctx, &redis.XAddArgs{Stream: h.docKey(room, inc, doc), Values: []string{fieldHub, h.s.hubID, fieldMsg, string(crdt.ChangesMessage(chunks[:n]))}}).Err()
 		cancel()
 		if err != nil {
@@ -652,7 +689,7 @@ return {'ok'}
 // is returned as a *roomEntry with an errRoomExists.
 func (h *hubSync) register(name string, e roomEntry, gen int64) (*roomEntry, error) {
 	b, _ := json.Marshal(e)
-	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(h.s.ctx)
 	defer cancel()
 	res, err := scriptRegister.Run(ctx, h.rdb, []string{h.key("rooms"), h.key("roomlog"), h.genKey(name, e.Inc)}, name, string(b), e.Inc, gen, h.s.hubID).StringSlice()
 	if err != nil {
@@ -673,7 +710,7 @@ var errRoomExists = errors.New("room exists")
 // unregister records the deletion of a room in Redis and drops its streams.
 func (h *hubSync) unregister(name, inc string) error {
 	b, _ := json.Marshal(roomEntry{Inc: inc, Deleted: true})
-	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(h.s.ctx)
 	defer cancel()
 	err := scriptUnregister.Run(ctx, h.rdb, []string{h.key("rooms"), h.key("roomlog"), h.genKey(name, inc), h.docKey(name, inc, docTraj), h.docKey(name, inc, docState)}, name, inc, string(b), h.s.hubID).Err()
 	if err != nil {
@@ -737,23 +774,8 @@ func (h *hubSync) start(republish bool) error {
 		h.s.mu.Unlock()
 	}
 	// What happened while this hub was away.
-	for {
-		h.mu.Lock()
-		from := h.logLast
-		h.mu.Unlock()
-		if from == "" {
-			from = "-"
-		} else {
-			from = "(" + from
-		}
-		msgs, err := h.rdb.XRangeN(ctx, h.key("roomlog"), from, "+", 1024).Result()
-		if err != nil {
-			return fmt.Errorf("relay: read room log from redis: %w", err)
-		}
-		h.applyRoomlog(msgs)
-		if len(msgs) < 1024 {
-			break
-		}
+	if err := h.readLog(ctx, "start hub", "", func(err error) error { return fmt.Errorf("relay: read room log from redis: %w", err) }); err != nil {
+		return err
 	}
 	if err := h.publishUsers(ctx); err != nil {
 		return err
@@ -960,14 +982,7 @@ func (h *hubSync) loop(ctx context.Context) {
 			}
 			lastEpoch = time.Now()
 		}
-		h.s.mu.Lock()
-		rooms := make(map[string]*room, len(h.s.rooms))
-		for _, r := range h.s.rooms {
-			if r.sync != nil && r.sync.inc != "" {
-				rooms[r.sync.inc] = r
-			}
-		}
-		h.s.mu.Unlock()
+		rooms := h.syncedRooms()
 		h.mu.Lock()
 		keys := []string{h.key("roomlog")}
 		ids := []string{cmpID(h.logLast)}

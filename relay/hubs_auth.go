@@ -103,7 +103,7 @@ func (h *hubSync) putUser(name string, rec *userRecord, create bool) error {
 	} else {
 		op = "delete user"
 	}
-	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(h.s.ctx)
 	defer cancel()
 	res, err := scriptUserPut.Run(ctx, h.rdb, []string{h.key("users"), h.key("roomlog")}, name, meta, boolArg(create), h.s.hubID).StringSlice()
 	if err != nil {
@@ -131,7 +131,7 @@ func boolArg(b bool) string {
 func (h *hubSync) revoke(id string, exp int64) error {
 	const op = "revoke token"
 	b, _ := json.Marshal(revokeNote{ID: id, Exp: exp})
-	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(h.s.ctx)
 	defer cancel()
 	entry, err := scriptRevoke.Run(ctx, h.rdb, []string{h.key("revoked"), h.key("roomlog")}, id, exp, string(b), h.s.hubID, time.Now().Unix()).Text()
 	if err != nil {
@@ -147,7 +147,7 @@ func (h *hubSync) setACL(r *room, acl wire.RoomACL) error {
 	inc := r.sync.inc
 	eb, _ := json.Marshal(roomEntry{Inc: inc, Created: r.created, ACL: &acl})
 	ab, _ := json.Marshal(acl)
-	ctx, cancel := context.WithTimeout(h.s.ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(h.s.ctx)
 	defer cancel()
 	res, err := scriptACL.Run(ctx, h.rdb, []string{h.key("rooms"), h.key("roomlog")}, r.name, inc, string(eb), string(ab), h.s.hubID).StringSlice()
 	if err != nil {
@@ -164,27 +164,40 @@ func (h *hubSync) setACL(r *room, acl wire.RoomACL) error {
 
 // syncLog applies the deployment log up to entry upTo (at least).
 func (h *hubSync) syncLog(ctx context.Context, op, upTo string) error {
+	return h.readLog(ctx, op, upTo, func(err error) error { return h.unavailable(op, "the deployment log", err) })
+}
+
+// readLog applies the deployment log up to entry upTo, or to its end for
+// upTo "". Redis errors are passed through redisErr; applying entry upTo
+// may fail too (this hub could not save its own change).
+func (h *hubSync) readLog(ctx context.Context, op, upTo string, redisErr func(error) error) error {
 	h.logMu.Lock()
 	defer h.logMu.Unlock()
 	for {
 		h.mu.Lock()
 		last := h.logLast
 		h.mu.Unlock()
-		if last != "" && !streamIDLess(last, upTo) {
+		if upTo != "" && last != "" && !streamIDLess(last, upTo) {
 			return nil
 		}
-		msgs, err := h.rdb.XRangeN(ctx, h.key("roomlog"), "("+cmpID(last), "+", 1024).Result()
+		msgs, err := h.after(ctx, h.key("roomlog"), last, logReadCount)
 		if err != nil {
-			return h.unavailable(op, "the deployment log", err)
+			return redisErr(err)
 		}
 		if len(msgs) == 0 {
+			if upTo == "" {
+				return nil
+			}
 			return &framesync.Error{Kind: framesync.Internal, Op: op, Msg: fmt.Sprintf("entry %s is missing from the deployment log in redis", upTo)}
 		}
 		if err := h.applyRoomlogLocked(msgs, upTo); err != nil {
-			return err // this hub could not save its own change
+			return err
 		}
 	}
 }
+
+// logReadCount bounds the deployment log entries read at once.
+const logReadCount = 1024
 
 // applyShared applies a user, revoke or acl entry of the deployment log;
 // the error is this hub's failure to save it (malformed entries are
@@ -236,10 +249,8 @@ func (h *hubSync) applyShared(m redis.XMessage, op string) error {
 			h.log.Error("malformed access list in the deployment log", "id", m.ID)
 			return nil
 		}
-		h.s.mu.Lock()
-		r := h.s.rooms[name]
-		h.s.mu.Unlock()
-		if r == nil || r.sync == nil || r.sync.inc != inc {
+		r := h.roomAt(name, inc)
+		if r == nil {
 			return nil
 		}
 		if err := r.setACL(acl); err != nil {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"framesync/blobstore"
@@ -198,8 +197,7 @@ func TestHubsKeepRevocationsAfterRedisLostData(t *testing.T) {
 		t.Fatalf("logout: %d %s", code, body)
 	}
 	rs.Restart() // empty
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.Client(t)
 	waitFor(t, 20*time.Second, "both hubs to publish again", func() bool {
 		n, _ := rdb.ZCard(context.Background(), "auth:revoked").Result()
 		h, _ := rdb.SCard(context.Background(), "auth:hubs").Result()

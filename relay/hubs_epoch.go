@@ -98,15 +98,9 @@ func (h *hubSync) currentEpoch() string {
 // raiseGens raises the generation in Redis of every room of this hub to
 // at least its replica's.
 func (h *hubSync) raiseGens(ctx context.Context) error {
-	h.s.mu.Lock()
-	rooms := make([]*room, 0, len(h.s.rooms))
-	for _, r := range h.s.rooms {
-		rooms = append(rooms, r)
-	}
-	h.s.mu.Unlock()
 	pipe := h.rdb.Pipeline()
-	for _, r := range rooms {
-		if r.sync == nil || r.sync.inc == "" || r.isDeleted() {
+	for _, r := range h.syncedRooms() {
+		if r.isDeleted() {
 			continue
 		}
 		g, _ := r.traj.Generation()
@@ -123,7 +117,7 @@ func (h *hubSync) raiseGens(ctx context.Context) error {
 
 // raiseGen raises the generation of room r in Redis to at least gen.
 func (h *hubSync) raiseGen(ctx context.Context, r *room, gen int64) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	if err := scriptRaiseGen.Run(ctx, h.rdb, []string{h.genKey(r.name, r.sync.inc)}, gen).Err(); err != nil {
 		return &framesync.Error{Kind: framesync.Unavailable, Op: "commit", Msg: "redis is unreachable: commits wait until it is back", Err: err}

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"framesync/blobstore"
 	"framesync/relay"
 	"framesync/relay/lease/redistest"
@@ -35,8 +33,7 @@ func TestHubsRepublishAfterRedisLostData(t *testing.T) {
 	heads := waitConverged(t, "default", a, b)
 
 	rs.Restart() // empty: no persistence
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.Client(t)
 	waitFor(t, 20*time.Second, "both hubs to register again", func() bool {
 		n, _ := rdb.SCard(context.Background(), "loss:hubs").Result()
 		return n == 2
@@ -121,8 +118,7 @@ func TestHubsRepairRedisState(t *testing.T) {
 	seed(t, a, ca, "default", 1, 3)
 	seed(t, a, ca, "default", 1, 3)
 	waitConverged(t, "default", a, b)
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.Client(t)
 	ctx := context.Background()
 	keys, err := rdb.Keys(ctx, "fix:room:default:gen:*").Result()
 	if err != nil || len(keys) != 1 {

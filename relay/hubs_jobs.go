@@ -99,10 +99,8 @@ func (h *hubSync) jobsLoop(ctx context.Context) {
 			if json.Unmarshal([]byte(m.Payload), &n) != nil || n.Hub == h.s.hubID {
 				continue
 			}
-			h.s.mu.Lock()
-			r := h.s.rooms[n.Job.Room]
-			h.s.mu.Unlock()
-			if r == nil || r.sync == nil || r.sync.inc != n.Inc {
+			r := h.roomAt(n.Job.Room, n.Inc)
+			if r == nil {
 				continue
 			}
 			h.s.broadcast(r, &wire.Msg{T: wire.MsgJob, Room: r.name, Payload: jobPayload(n.Job)}, nil)
@@ -114,7 +112,7 @@ func (h *hubSync) jobsLoop(ctx context.Context) {
 // newest first, with this hub's own (local, the freshest) in place of
 // theirs.
 func (h *hubSync) jobs(ctx context.Context, r *room, local []wire.Job) ([]wire.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	all, err := h.rdb.HGetAll(ctx, h.jobsKey(r.name, r.sync.inc)).Result()
 	if err != nil {
@@ -143,7 +141,7 @@ func (h *hubSync) jobs(ctx context.Context, r *room, local []wire.Job) ([]wire.J
 
 // job returns job id of room r from Redis.
 func (h *hubSync) job(ctx context.Context, r *room, id string) (wire.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	v, err := h.rdb.HGet(ctx, h.jobsKey(r.name, r.sync.inc), id).Result()
 	if errors.Is(err, redis.Nil) {

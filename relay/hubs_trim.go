@@ -58,16 +58,11 @@ func (h *hubSync) trim(ctx context.Context) {
 	}
 	var ss []stream
 	pipe := h.rdb.Pipeline()
-	h.s.mu.Lock()
-	for _, r := range h.s.rooms {
-		if r.sync == nil || r.sync.inc == "" {
-			continue
-		}
+	for _, r := range h.syncedRooms() {
 		for doc := range 2 {
 			ss = append(ss, stream{r, doc, pipe.XLen(ctx, h.docKey(r.name, r.sync.inc, doc))})
 		}
 	}
-	h.s.mu.Unlock()
 	if len(ss) == 0 {
 		return
 	}

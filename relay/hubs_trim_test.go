@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"framesync/blobstore"
@@ -24,8 +23,7 @@ func TestHubsCompactStreams(t *testing.T) {
 	rs := redistest.Start(t)
 	opts := relay.Options{RedisURL: rs.URL, RedisPrefix: "trim:", Blobs: blobstore.NewMemory()}
 	a, b := relaytest.Start(t, opts), relaytest.Start(t, opts)
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.Client(t)
 	ctx := context.Background()
 
 	ca := a.Dial("ca", "on a")
@@ -91,8 +89,7 @@ func BenchmarkStreamMemory(b *testing.B) {
 			opts := relay.Options{RedisURL: rs.URL, RedisPrefix: "mem:", Blobs: blobstore.NewMemory()}
 			a := relaytest.Start(b, opts)
 			defer a.Stop() // before restore
-			rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-			defer rdb.Close()
+			rdb := rs.Client(b)
 			ctx := context.Background()
 			c := a.Dial("c", "c")
 			defer c.Close()

@@ -384,8 +384,8 @@ func TestImportUploadLimit(t *testing.T) {
 		t.Fatalf("spooled files left: %v", s)
 	}
 	var list struct{ Jobs []wire.Job }
-	if h.JSON("GET", "/api/rooms/default/jobs", nil, &list); len(list.Jobs) != 0 {
-		t.Fatalf("jobs %+v", list.Jobs)
+	if code := h.JSON("GET", "/api/rooms/default/jobs", nil, &list); code != 200 || len(list.Jobs) != 0 {
+		t.Fatalf("jobs: %d %+v", code, list.Jobs)
 	}
 }
 
@@ -508,8 +508,8 @@ func TestImportRoomDeleted(t *testing.T) {
 		t.Fatal("create room again")
 	}
 	var list struct{ Jobs []wire.Job }
-	if h.JSON("GET", "/api/rooms/doomed/jobs", nil, &list); len(list.Jobs) != 0 {
-		t.Fatalf("jobs of the new room: %+v", list.Jobs)
+	if code := h.JSON("GET", "/api/rooms/doomed/jobs", nil, &list); code != 200 || len(list.Jobs) != 0 {
+		t.Fatalf("jobs of the new room: %d %+v", code, list.Jobs)
 	}
 }
 

@@ -31,11 +31,9 @@ func TestHubsShareLocksThroughRedis(t *testing.T) {
 
 	ga := lock(t, ca, "default", "trajectory", time.Minute)
 	// b's members hear of a lock taken through a:
-	if m := cb.Wait(func(m *wire.Msg) bool {
+	cb.Wait(func(m *wire.Msg) bool { // fails the test if it does not come
 		return m.T == wire.MsgLockState && m.Holder == "ca" && m.State == "acquired" && m.Expires == ga.Expires
-	}, 10*time.Second); m == nil {
-		t.Fatal("no lock_state on b for a lock taken through a")
-	}
+	}, 10*time.Second)
 	m := cb.Request(&wire.Msg{T: wire.MsgLock, Room: "default", Target: "trajectory"})
 	if m.T != wire.MsgError || m.Code != "locked" || m.Payload["holder"] != "ca" {
 		t.Fatalf("lock on b while a's client holds it: %s %s %v", m.T, m.Code, m.Payload)

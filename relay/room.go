@@ -200,8 +200,11 @@ func (r *room) startFeed() {
 }
 
 // snapshots returns full saves of both documents.
-func (r *room) snapshots() (traj, state []byte) {
-	return r.traj.Save(), r.state.Save()
+func (r *room) snapshots() (traj, state []byte, gen int64) {
+	r.mu.Lock() // commits hold it: the generation is the snapshot's
+	defer r.mu.Unlock()
+	gen, _ = r.traj.Generation()
+	return r.traj.Save(), r.state.Save(), gen
 }
 
 // persistTraj appends the trajectory document's new changes to its log,

@@ -469,12 +469,13 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 		return nil, err
 	}
 	var trajSnap, stateSnap []byte
+	var gen int64
 	if from != "" {
 		src, err := s.room(from)
 		if err != nil {
 			return nil, err
 		}
-		trajSnap, stateSnap = src.snapshots()
+		trajSnap, stateSnap, gen = src.snapshots()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -491,14 +492,6 @@ func (s *Server) createRoom(name, from, creator string) (*room, error) {
 	}
 	var inc string
 	if s.hs != nil {
-		var gen int64
-		if trajSnap != nil {
-			t, err := crdt.LoadTrajectory(trajSnap, nil)
-			if err != nil {
-				return nil, err
-			}
-			gen, _ = t.Generation()
-		}
 		inc = randomID()
 		cur, err := s.hs.register(name, roomEntry{Inc: inc, Created: time.Now().UTC(), ACL: &acl}, gen)
 		if errors.Is(err, errRoomExists) {

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"net"
 	"os"
 	"os/exec"
@@ -96,6 +97,14 @@ func (s *Server) Start() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("redistest: %v", err)
 	}
+}
+
+// Client returns a go-redis client of s, closed when the test ends: for
+// looking at the keys directly.
+func (s *Server) Client(tb testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
 
 // Restart kills the server and starts a new one on the same address: every
