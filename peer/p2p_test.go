@@ -2,6 +2,7 @@ package peer_test
 
 import (
 	"context"
+	"framesync/internal/testproc"
 	"log/slog"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func connectP2P(t *testing.T, h *relaytest.Hub, name string, listen bool) *peer.
 	c, err := peer.Connect(ctx, h.URL, &peer.Options{
 		Name: name, Cache: t.TempDir(), P2P: opts,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: testproc.Logger(t, slog.LevelWarn),
 	})
 	if err != nil {
 		t.Fatal(err)

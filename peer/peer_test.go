@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"framesync/internal/testproc"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,13 +21,6 @@ import (
 	"framesync/relay/wire"
 )
 
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(b []byte) (int, error) {
-	w.tb.Log(string(b))
-	return len(b), nil
-}
-
 // connect connects a client with its own replica directory (cache "" =
 // a new temporary one) and closes it when the test ends.
 func connect(t testing.TB, h *relaytest.Hub, name, cache string, offline bool) *peer.Client {
@@ -39,7 +33,7 @@ func connect(t testing.TB, h *relaytest.Hub, name, cache string, offline bool) *
 	c, err := peer.Connect(ctx, h.URL, &peer.Options{
 		Name: name, Cache: cache, Offline: offline,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: testproc.Logger(t, slog.LevelWarn),
 	})
 	if err != nil {
 		t.Fatal(err)

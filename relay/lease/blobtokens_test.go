@@ -11,6 +11,7 @@ import (
 	"framesync"
 	"framesync/blobstore"
 	"framesync/relay/lease"
+	"framesync/relay/lease/leasetest"
 	"framesync/relay/lease/redistest"
 )
 
@@ -141,17 +142,7 @@ func TestRedisRestartFloorFromSharedBlobs(t *testing.T) {
 		return newRedis(t, srv.URL, &lease.RedisOptions{Prefix: "p:", Tokens: lease.NewBlobTokens(blobs, local)})
 	}
 	a := open()
-	var last int64
-	for range 1500 {
-		g, err := a.Acquire(ctx, "r", "trajectory", "alice", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = g.Token
-		if err := a.Release(ctx, "r", "trajectory", "alice", g.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+	last := leasetest.Churn(ctx, t, a, "r", "trajectory", "alice", 1500)
 	a.Close()
 	srv.Restart()
 	b := open()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"framesync"
@@ -40,10 +39,9 @@ type Memory struct {
 	mu     sync.Mutex // guards the fields below
 	rooms  map[string]*roomLeases
 	expiry expiryHeap
-	subs   map[*subscriber]struct{}
 	closed bool
 
-	dropped atomic.Int64 // events dropped for slow subscribers
+	fanout // events, sent under mu (so in order)
 }
 
 type roomLeases struct {
@@ -57,13 +55,11 @@ type entry struct {
 	index int // in Memory.expiry
 }
 
-type subscriber struct{ ch chan Event }
-
 var _ Backend = (*Memory)(nil)
 
 // NewMemory returns a running embedded backend.
 func NewMemory(opts *Options) (*Memory, error) {
-	m := &Memory{now: time.Now, rooms: map[string]*roomLeases{}, subs: map[*subscriber]struct{}{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	m := &Memory{now: time.Now, rooms: map[string]*roomLeases{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if opts != nil {
 		if opts.Now != nil {
 			m.now = opts.Now
@@ -93,34 +89,8 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// Subscribe returns a channel of lease events with room for buf events. A
-// subscriber that falls behind loses events (counted by Dropped); it never
-// slows lease operations down. cancel ends the subscription.
-func (m *Memory) Subscribe(buf int) (<-chan Event, func()) {
-	s := &subscriber{ch: make(chan Event, buf)}
-	m.mu.Lock()
-	m.subs[s] = struct{}{}
-	m.mu.Unlock()
-	return s.ch, func() {
-		m.mu.Lock()
-		delete(m.subs, s)
-		m.mu.Unlock()
-	}
-}
-
-// Dropped returns how many events slow subscribers have lost.
-func (m *Memory) Dropped() int64 { return m.dropped.Load() }
-
 // emitLocked sends an event to every subscriber without blocking.
-func (m *Memory) emitLocked(k EventKind, g Grant) {
-	for s := range m.subs {
-		select {
-		case s.ch <- Event{Kind: k, Grant: g}:
-		default:
-			m.dropped.Add(1)
-		}
-	}
-}
+func (m *Memory) emitLocked(k EventKind, g Grant) { m.emit(k, g) }
 
 // roomLocked returns the state of room, loading its token mark on first use.
 func (m *Memory) roomLocked(room string) (*roomLeases, error) {

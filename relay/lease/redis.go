@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,13 +92,12 @@ type Redis struct {
 	seq  int64                // sequence number of the last event applied
 
 	mu     sync.Mutex // guards the fields below; never held with redisRoom.mu
-	subs   map[*subscriber]struct{}
 	rooms  map[string]*redisRoom
 	ps     *redis.PubSub // the live event subscription; nil while down
 	reapBy int64         // earliest expiry (Redis ms) reported to reapLoop since it last looked; 0 for none
 	closed bool
 
-	dropped atomic.Int64 // events dropped for slow subscribers
+	fanout // events
 }
 
 // redisRoom is this hub's fencing token bookkeeping for one room.
@@ -165,7 +163,6 @@ func NewRedis(ctx context.Context, url string, opts *RedisOptions) (*Redis, erro
 		log:      ro.Logger.With("redis", o.Addr, "prefix", ro.Prefix),
 		wake:     make(chan struct{}, 1),
 		view:     map[roomTarget]Grant{},
-		subs:     map[*subscriber]struct{}{},
 		rooms:    map[string]*redisRoom{},
 	}
 	if sh, ok := ro.Tokens.(SharedStore); ok {
@@ -218,31 +215,6 @@ func (r *Redis) Close() error {
 
 var errRedisClosed = errors.New("lease: redis backend closed")
 
-// Subscribe returns a channel of lease events of every hub sharing the
-// Redis prefix, with room for buf events. A subscriber that falls behind
-// loses events (counted by Dropped); it never slows lease operations
-// down. cancel ends the subscription.
-//
-// Events arrive shortly after the operation that caused them returns (they
-// travel through Redis pub/sub). After an interruption of the event
-// subscription the backend compares its view with Redis and reports what
-// changed meanwhile: grants that ended as Expired, new ones as Acquired,
-// extended ones as Renewed.
-func (r *Redis) Subscribe(buf int) (<-chan Event, func()) {
-	s := &subscriber{ch: make(chan Event, buf)}
-	r.mu.Lock()
-	r.subs[s] = struct{}{}
-	r.mu.Unlock()
-	return s.ch, func() {
-		r.mu.Lock()
-		delete(r.subs, s)
-		r.mu.Unlock()
-	}
-}
-
-// Dropped returns how many events slow subscribers have lost.
-func (r *Redis) Dropped() int64 { return r.dropped.Load() }
-
 // Ping reports whether the backend can serve: Redis answers and the event
 // subscription is up. Otherwise the error is framesync.Unavailable.
 func (r *Redis) Ping(ctx context.Context) error {
@@ -259,18 +231,6 @@ func (r *Redis) Ping(ctx context.Context) error {
 		return &framesync.Error{Kind: framesync.Unavailable, Op: op, Msg: fmt.Sprintf("the lease event subscription to redis at %s is down; reconnecting", r.addr)}
 	}
 	return nil
-}
-
-func (r *Redis) emit(k EventKind, g Grant) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for s := range r.subs {
-		select {
-		case s.ch <- Event{Kind: k, Grant: g}:
-		default:
-			r.dropped.Add(1)
-		}
-	}
 }
 
 // opContext bounds ctx by the operation timeout.
@@ -333,15 +293,20 @@ func parseGrant(room, target, v, exp string) (Grant, error) {
 	if len(f) != 3 {
 		return Grant{}, fmt.Errorf("malformed lock value %q", v)
 	}
-	tok, err := strconv.ParseInt(f[0], 10, 64)
+	return grantOf(room, target, f[0], f[2], exp)
+}
+
+// grantOf makes a grant from its parts as Redis has them.
+func grantOf(room, target, token, holder, exp string) (Grant, error) {
+	tok, err := strconv.ParseInt(token, 10, 64)
 	if err != nil {
-		return Grant{}, fmt.Errorf("malformed token in lock value %q", v)
+		return Grant{}, fmt.Errorf("malformed token %q", token)
 	}
 	e, err := parseMillis(exp)
 	if err != nil {
 		return Grant{}, err
 	}
-	return Grant{Room: room, Target: target, Holder: f[2], Token: tok, Expires: time.UnixMilli(e)}, nil
+	return Grant{Room: room, Target: target, Holder: holder, Token: tok, Expires: time.UnixMilli(e)}, nil
 }
 
 // parseMillis parses a Redis score or integer reply in milliseconds.
@@ -880,7 +845,7 @@ func (r *Redis) handle(payload string) error {
 	default:
 		return fmt.Errorf("unknown lease event %q", payload)
 	}
-	g, err := parseGrant(f[2], f[3], f[4]+" 0 "+f[6], f[5])
+	g, err := grantOf(f[2], f[3], f[4], f[6], f[5])
 	if err != nil {
 		return err
 	}
@@ -1110,6 +1075,17 @@ end
 local function expiry(room, target)
   return redis.call('ZSCORE', EXP, room .. ' ' .. target) or '0'
 end
+local function extend(room, target, lk, token, holder, exp)
+  redis.call('PEXPIREAT', lk, exp)
+  redis.call('ZADD', EXP, exp, room .. ' ' .. target)
+  publish('renewed', room, target, token, exp, holder)
+end
+local function drop(room, target, lk, v)
+  redis.call('DEL', lk)
+  local t, h, exp = forget(room, target, v)
+  publish('released', room, target, t, exp, h)
+  return exp
+end
 `
 
 // scriptAcquire: ARGV room, target, holder, ttl ms, nonce, floor, limit
@@ -1129,9 +1105,7 @@ if v then
   local token, h = parse(v)
   if h ~= holder then return {'held', v, expiry(room, target)} end
   local exp = int(now + ttl)
-  redis.call('PEXPIREAT', lk, exp)
-  redis.call('ZADD', EXP, exp, member)
-  publish('renewed', room, target, token, exp, holder)
+  extend(room, target, lk, token, holder, exp)
   return {'ok', v, exp}
 end
 reap(room, target)
@@ -1165,9 +1139,7 @@ end
 local t, h = parse(v)
 if h ~= holder or t ~= token then return {'held', v, expiry(room, target)} end
 local exp = int(now_ms() + tonumber(ARGV[6]))
-redis.call('PEXPIREAT', lk, exp)
-redis.call('ZADD', EXP, exp, room .. ' ' .. target)
-publish('renewed', room, target, t, exp, h)
+extend(room, target, lk, t, h, exp)
 return {'ok', v, exp}
 `)
 
@@ -1187,9 +1159,7 @@ if h ~= holder or t ~= token then
   if tonumber(token) < tonumber(t) then return {'ok'} end
   return {'held', v, expiry(room, target)}
 end
-redis.call('DEL', lk)
-local _, _, exp = forget(room, target, v)
-publish('released', room, target, t, exp, h)
+drop(room, target, lk, v)
 return {'ok'}
 `)
 
@@ -1227,11 +1197,9 @@ for _, member in ipairs(redis.call('SMEMBERS', hk)) do
   local lk = lockkey(room, target)
   local v = redis.call('GET', lk)
   if v then
-    local t, h = parse(v)
+    local _, h = parse(v)
     if h == holder then
-      redis.call('DEL', lk)
-      local _, _, exp = forget(room, target, v)
-      publish('released', room, target, t, exp, h)
+      local exp = drop(room, target, lk, v)
       table.insert(out, room)
       table.insert(out, target)
       table.insert(out, v)
@@ -1253,12 +1221,10 @@ local all = redis.call('HGETALL', grantskey(room))
 for i = 1, #all, 2 do
   local target, v = all[i], all[i + 1]
   local lk = lockkey(room, target)
-  local live = redis.call('GET', lk) == v
-  local t, h, exp = forget(room, target, v)
-  if live then
-    redis.call('DEL', lk)
-    publish('released', room, target, t, exp, h)
+  if redis.call('GET', lk) == v then
+    drop(room, target, lk, v)
   else
+    local t, h, exp = forget(room, target, v)
     publish('expired', room, target, t, exp, h)
   end
 end

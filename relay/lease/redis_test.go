@@ -17,23 +17,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"framesync"
+	"framesync/internal/testproc"
 	"framesync/relay/lease"
 	"framesync/relay/lease/leasetest"
 	"framesync/relay/lease/redistest"
 )
 
-// tlogWriter writes log lines to t.Log.
-type tlogWriter struct{ t testing.TB }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testproc.Logger(t, slog.LevelDebug) }
 
 func randomPrefix() string {
 	var b [6]byte
@@ -126,15 +116,7 @@ func TestRedisRestart(t *testing.T) {
 	b := newRedis(t, srv.URL, &lease.RedisOptions{Prefix: "p:", Tokens: toks, Timeout: timeout})
 	events, cancel := b.Subscribe(4096)
 	defer cancel()
-	for range 1500 { // crosses a reservation block
-		g, err := b.Acquire(ctx, "r", "trajectory", "a", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Release(ctx, "r", "trajectory", "a", g.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+	leasetest.Churn(ctx, t, b, "r", "trajectory", "a", 1500) // crosses a reservation block
 	held, err := b.Acquire(ctx, "r", "presenter", "alice", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -200,17 +182,7 @@ func TestRedisRestartFloorFromOtherHub(t *testing.T) {
 	}
 	a, b := open(dirA), open(dirB)
 	events, cancel := b.Subscribe(8192)
-	var last int64
-	for range 1500 {
-		g, err := a.Acquire(ctx, "r", "trajectory", "alice", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = g.Token
-		if err := a.Release(ctx, "r", "trajectory", "alice", g.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+	last := leasetest.Churn(ctx, t, a, "r", "trajectory", "alice", 1500)
 	// B has seen (and persisted) the last grant once it reports it.
 	for {
 		ev := leasetest.NextEvent(t, events, 5*time.Second)

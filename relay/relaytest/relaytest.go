@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"framesync/internal/testproc"
 	"io"
 	"log/slog"
 	"net"
@@ -51,7 +52,7 @@ func Start(tb testing.TB, opts relay.Options) *Hub {
 		opts.NoSync = true
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts.Logger = testproc.Logger(tb, slog.LevelWarn)
 	}
 	if opts.Limits == (relay.Limits{}) {
 		// Tests and benchmarks make many connections and requests from
@@ -402,13 +403,6 @@ func (c *Client) CloseCode() int {
 		return ce.Code
 	}
 	return 0
-}
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(b []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // Frame returns a valid frame of n atoms whose positions depend on seed

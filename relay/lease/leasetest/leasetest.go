@@ -8,6 +8,7 @@
 package leasetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -464,20 +465,7 @@ func testTokensSurviveRestart(t *testing.T, h Harness) {
 		return open(t, h, toks)
 	}
 	m := openTokens()
-	var last int64
-	for i := range 3000 { // crosses reservation blocks
-		g, err := m.Acquire(ctx, "room", "trajectory", "a", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g.Token <= last {
-			t.Fatalf("grant %d: token %d after %d", i, g.Token, last)
-		}
-		last = g.Token
-		if err := m.Release(ctx, "room", "trajectory", "a", g.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+	last := Churn(ctx, t, m, "room", "trajectory", "a", 3000) // crosses reservation blocks
 	if err := m.DropRoom(ctx, "room"); err != nil {
 		t.Fatal(err)
 	}
@@ -695,4 +683,26 @@ func testHubDiesLeasesExpire(t *testing.T, h Harness) {
 	if err != nil || g2.Token <= g.Token {
 		t.Fatalf("alice after bob's hub died: %+v %v", g2, err)
 	}
+}
+
+// Churn acquires and releases target of room n times as holder, checking
+// that every grant's token is above the one before, and returns the last
+// token.
+func Churn(ctx context.Context, t testing.TB, b lease.Backend, room, target, holder string, n int) int64 {
+	t.Helper()
+	var last int64
+	for i := range n {
+		g, err := b.Acquire(ctx, room, target, holder, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Token <= last {
+			t.Fatalf("grant %d: token %d after %d", i, g.Token, last)
+		}
+		last = g.Token
+		if err := b.Release(ctx, room, target, holder, g.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return last
 }
