@@ -10,7 +10,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -65,16 +64,8 @@ type Server struct {
 	bin string
 
 	mu      sync.Mutex
-	proc    *process // guarded by mu; nil when stopped
+	proc    *testproc.Proc // guarded by mu; nil when stopped
 	buckets atomic.Int64
-}
-
-// process is one run of the server binary.
-type process struct {
-	cmd  *exec.Cmd
-	out  *tailBuffer
-	done chan struct{} // closed when the process has exited and been reaped
-	err  error         // the exit status; set before done is closed
 }
 
 // Start starts a server on a new temporary directory and a random port,
@@ -101,19 +92,12 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(s.Stop)
 	// Another process may take the port between choosing it and the
 	// server binding it: try a few.
-	var lastErr error
-	for range 5 {
-		port, err := testproc.FreePort()
-		if err != nil {
-			t.Fatalf("s3test: %v", err)
-		}
+	err = testproc.OnFreePort(5, func(port int) error {
 		s.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		t.Fatalf("s3test: %v", lastErr)
+		return s.start()
+	})
+	if err != nil {
+		t.Fatalf("s3test: %v", err)
 	}
 	if err := s.makeBucket(s.Bucket); err != nil {
 		t.Fatalf("s3test: create bucket %q: %v", s.Bucket, err)
@@ -163,20 +147,13 @@ func (s *Server) start() error {
 		"--access", s.AccessKey, "--secret", s.SecretKey,
 		"--port", s.Endpoint, "--quiet", "--keep-alive",
 		"posix", s.Dir)
-	out := &tailBuffer{max: maxOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	testproc.DieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %v", s.bin, err)
+	p, err := testproc.Start(cmd, maxOutput)
+	if err != nil {
+		return err
 	}
-	p := &process{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	if err := waitReady(s.Endpoint, p); err != nil {
-		p.stop()
-		return fmt.Errorf("%v; server output:\n%s", err, out.String())
+		stop(p)
+		return fmt.Errorf("%v; server output:\n%s", err, p.Out.String())
 	}
 	s.proc = p
 	return nil
@@ -184,7 +161,7 @@ func (s *Server) start() error {
 
 // waitReady polls the server until it answers an HTTP request, exits, or
 // the start timeout passes.
-func waitReady(endpoint string, p *process) error {
+func waitReady(endpoint string, p *testproc.Proc) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
@@ -197,8 +174,8 @@ func waitReady(endpoint string, p *process) error {
 			return nil // any answer, even 403, means it serves
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before answering: %v", Binary, p.err)
+		case <-p.Done:
+			return fmt.Errorf("%s exited before answering: %v", Binary, p.Err)
 		case <-deadline.C:
 			return fmt.Errorf("%s did not answer on %s within %v: %v", Binary, endpoint, startTimeout, err)
 		case <-tick.C:
@@ -208,20 +185,19 @@ func waitReady(endpoint string, p *process) error {
 
 // stop ends the process: SIGTERM, then SIGKILL if it has not exited
 // within stopTimeout. It waits until the process is reaped.
-func (p *process) stop() {
+func stop(p *testproc.Proc) {
 	select {
-	case <-p.done:
+	case <-p.Done:
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	timer := time.NewTimer(stopTimeout)
 	defer timer.Stop()
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-timer.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.Kill()
 	}
 }
 
@@ -235,9 +211,9 @@ func (s *Server) Stop() {
 	if p == nil {
 		return
 	}
-	p.stop()
+	stop(p)
 	if s.t.Failed() {
-		s.t.Logf("s3test: %s output:\n%s", Binary, p.out.String())
+		s.t.Logf("s3test: %s output:\n%s", Binary, p.Out.String())
 	}
 }
 
@@ -298,30 +274,4 @@ func (s *Server) makeBucket(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	return c.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1"})
-}
-
-// tailBuffer keeps the last max bytes written to it. It is safe for
-// concurrent use.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // guarded by mu
-	max int
-}
-
-// Write implements io.Writer.
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if extra := b.buf.Len() - b.max; extra > 0 {
-		b.buf.Next(extra)
-	}
-	return len(p), nil
-}
-
-// String returns the bytes kept.
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -11,7 +11,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"github.com/redis/go-redis/v9"
 	"net"
@@ -40,14 +39,8 @@ type Server struct {
 	port int
 	dir  string
 
-	mu   sync.Mutex // guards the fields below
-	proc *process   // nil while stopped
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // set before done is closed
+	mu   sync.Mutex     // guards the fields below
+	proc *testproc.Proc // nil while stopped
 }
 
 // Binary returns the path of the named Redis program (redis-server,
@@ -73,21 +66,16 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t, "redis-server"), dir: t.TempDir()}
 	t.Cleanup(s.Stop)
-	var lastErr error
-	for range 5 { // a port picked free can be taken before redis binds it
-		port, err := testproc.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
+	err := testproc.OnFreePort(5, func(port int) error {
 		s.port = port
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.URL = "redis://" + s.Addr + "/0"
-		if lastErr = s.start(); lastErr == nil {
-			return s
-		}
+		return s.start()
+	})
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
-	t.Fatalf("redistest: %v", lastErr)
-	return nil
+	return s
 }
 
 // Start starts the server again on the same address after Stop. It fails
@@ -125,8 +113,7 @@ func (s *Server) Stop() {
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	p.Kill()
 }
 
 // Pause stops the server process (SIGSTOP) without closing its
@@ -144,7 +131,7 @@ func (s *Server) signal(sig os.Signal) {
 	if s.proc == nil {
 		s.t.Fatalf("redistest: redis-server on %s is not running", s.Addr)
 	}
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Cmd.Process.Signal(sig); err != nil {
 		s.t.Fatalf("redistest: signal %v: %v", sig, err)
 	}
 }
@@ -164,17 +151,10 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	testproc.DieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
+	p, err := testproc.Start(cmd, 0)
+	if err != nil {
+		return err
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	deadline := time.Now().Add(startTimeout)
 	for {
 		err := ping(s.Addr)
@@ -183,14 +163,13 @@ func (s *Server) start() error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("redis-server on %s exited (%v) before answering PING: %s", s.Addr, p.err, strings.TrimSpace(out.String()))
+		case <-p.Done:
+			return fmt.Errorf("redis-server on %s exited (%v) before answering PING: %s", s.Addr, p.Err, strings.TrimSpace(p.Out.String()))
 		case <-time.After(10 * time.Millisecond): // poll interval while waiting for PING
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-p.done
-			return fmt.Errorf("redis-server on %s did not answer PING within %v (%v): %s", s.Addr, startTimeout, err, strings.TrimSpace(out.String()))
+			p.Kill()
+			return fmt.Errorf("redis-server on %s did not answer PING within %v (%v): %s", s.Addr, startTimeout, err, strings.TrimSpace(p.Out.String()))
 		}
 	}
 }
@@ -214,23 +193,6 @@ func ping(addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // SetThroughput runs redis-benchmark SET (100,000 requests over clients
