@@ -35,7 +35,9 @@ func TestRoomPageView(t *testing.T) {
 		switch cmd {
 		case "expect-bookmark":
 			var label string
-			json.Unmarshal(args[0], &label)
+			if err := decodeArgs(args, &label); err != nil {
+				return err
+			}
 			e, _ := rh.room.Entry(0)
 			return rh.eventually("bookmark "+label, func() (bool, any) {
 				b, err := rh.room.State().Bookmarks()
@@ -61,14 +63,18 @@ func TestRoomPageFollowsPresenter(t *testing.T) {
 		switch cmd {
 		case "expect-step":
 			var step int64
-			json.Unmarshal(args[0], &step)
+			if err := decodeArgs(args, &step); err != nil {
+				return err
+			}
 			return rh.eventually(fmt.Sprintf("state step %d", step), func() (bool, any) {
 				s, err := rh.room.State().Step()
 				return err == nil && s == step, s
 			})
 		case "append":
 			var n int
-			json.Unmarshal(args[0], &n)
+			if err := decodeArgs(args, &n); err != nil {
+				return err
+			}
 			return rh.append(n)
 		}
 		return errUnknown
@@ -82,8 +88,9 @@ func TestRoomPageShowsEdits(t *testing.T) {
 		case "edit":
 			var i int
 			var dx float64
-			json.Unmarshal(args[0], &i)
-			json.Unmarshal(args[1], &dx)
+			if err := decodeArgs(args, &i, &dx); err != nil {
+				return err
+			}
 			_, err := rh.room.Update(rh.ctx, i, 0, func(f *framesync.Frame) error {
 				p, err := f.Positions.Float64s()
 				if err != nil {
@@ -106,7 +113,9 @@ func TestRoomPageUpload(t *testing.T) {
 		switch cmd {
 		case "expect-length":
 			var n int
-			json.Unmarshal(args[0], &n)
+			if err := decodeArgs(args, &n); err != nil {
+				return err
+			}
 			return rh.eventually(fmt.Sprintf("%d frames", n), func() (bool, any) {
 				info, err := rh.gc.RoomInfo(rh.ctx, rh.name)
 				return err == nil && info.Frames == n, info
@@ -139,7 +148,9 @@ func TestRoomPageSharedSelection(t *testing.T) {
 		switch cmd {
 		case "expect-selection":
 			var want []int64
-			json.Unmarshal(args[0], &want)
+			if err := decodeArgs(args, &want); err != nil {
+				return err
+			}
 			return rh.eventually(fmt.Sprint("selection ", want), func() (bool, any) {
 				s, err := rh.room.State().Selection()
 				return err == nil && slices.Equal(s, want), s
@@ -177,8 +188,9 @@ func TestRoomPageAccessEnds(t *testing.T) {
 		switch cmd {
 		case "set-role":
 			var user, role string
-			json.Unmarshal(args[0], &user)
-			json.Unmarshal(args[1], &role)
+			if err := decodeArgs(args, &user, &role); err != nil {
+				return err
+			}
 			if role == "" {
 				delete(roles, user)
 			} else {
@@ -371,4 +383,15 @@ func big(n, i int) *framesync.Frame {
 	l := 2 * float64(side)
 	f.SetCell([9]float64{l, 0, 0, 0, l, 0, 0, 0, l})
 	return f
+}
+
+// decodeArgs decodes the arguments of a Go-side step into vs: one each, in
+// order; a missing or malformed one is an error (the step fails).
+func decodeArgs(args []json.RawMessage, vs ...any) error {
+	for i, v := range vs {
+		if i >= len(args) || json.Unmarshal(args[i], v) != nil {
+			return fmt.Errorf("bad argument %d in %s", i, args)
+		}
+	}
+	return nil
 }

@@ -599,11 +599,13 @@ async function accessControl() {
   const logout = (token) => page.evaluate((t) => fetch("/api/auth/logout", {method: "POST", headers: {Authorization: "Bearer " + t}}).then((r) => r.status), token);
   // staysQuiet checks that client T[c], stopped since its "unauthorized"
   // error, opens no WebSocket with its token, even when the browser says it
-  // is back online.
+  // is back online: it looks after longer than the clients' largest
+  // reconnection back-off (1 s), so a timer-driven reconnect would show.
   const staysQuiet = (c, token) =>
     page.evaluate(
-      ({c, token}) => {
+      async ({c, token}) => {
         window.dispatchEvent(new Event("online"));
+        await new Promise((r) => setTimeout(r, 1500)); // watching for something that must not happen
         const opened = window.opened.slice(T[c + "Opened"]).filter((u) => new URL(u).searchParams.get("token") === token);
         return {status: T[c].status, opened: opened.length};
       },

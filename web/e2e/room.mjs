@@ -272,8 +272,8 @@ const scenarios = {
     await b.click("#first");
     await waitCounter(b, `1/${n}`);
     await waitShown(b, 0);
-    check(await counter(a) === ca, "bob's local step moved ann");
     await goSide("expect-step", Number(ca.split("/")[0]) - 1); // the hub wrote the presenter's last step
+    check(await counter(a) === ca, "bob's local step moved ann"); // after a round trip to the hub
 
     step("ann drags again, then her window loses focus: control returns to bob");
     await a.mouse.move(box.x + 4, y);

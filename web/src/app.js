@@ -34,7 +34,7 @@
 // shows a notice with a link to log in again; access withdrawn ("evicted")
 // and a deleted room show theirs. These notices stay until the page is
 // reloaded (or, for the login, the connection comes back).
-import {connect} from "./framesync.js";
+import {connect, tokenKey} from "./framesync.js";
 import {Viewer} from "./viewer.js";
 import {el, renderBookmarks, renderJobs, renderLocks, renderMembers, renderSelection} from "./ui-panel.js";
 
@@ -146,7 +146,7 @@ function unauthorized(err) {
   signedOut = true;
   // The token is dead: forget it (the login page would send it along and be
   // refused), unless another tab has stored a new one meanwhile.
-  if (startToken && localStorage.getItem("framesync.token") === startToken) localStorage.removeItem("framesync.token");
+  if (startToken && localStorage.getItem(tokenKey) === startToken) localStorage.removeItem(tokenKey);
   stopPlaying();
   stopPresenting();
   showConnection(client.status);
@@ -214,7 +214,6 @@ async function pump() {
     // Not retried in a loop: the next step, trajectory change or reconnect asks again.
     if (step === i) {
       setMessage(offline() ? `Frame ${i + 1} is not in this browser's cache and the hub is not reachable.` : `Frame ${i + 1}: ${err.message}`, "error");
-      loader.inflight = false;
       ui.loading.hidden = true;
       return;
     }
@@ -644,11 +643,11 @@ async function displayName() {
   if (saved) return saved;
   try {
     const headers = {};
-    const t = localStorage.getItem("framesync.token");
+    const t = localStorage.getItem(tokenKey);
     if (t) headers.Authorization = "Bearer " + t;
     const resp = await fetch("/api/auth/me", {headers});
     if (resp.status === 401) {
-      localStorage.removeItem("framesync.token");
+      localStorage.removeItem(tokenKey);
       location.href = "/login?next=" + encodeURIComponent(location.pathname);
       return null;
     }
@@ -667,7 +666,7 @@ async function main() {
   const name = await displayName();
   if (name === null) return;
   ui.who.textContent = name;
-  startToken = localStorage.getItem("framesync.token");
+  startToken = localStorage.getItem(tokenKey);
   try {
     client = await connect(location.origin, {name});
   } catch (err) {

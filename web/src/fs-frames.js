@@ -211,7 +211,7 @@ export class FrameStore {
     for (const name of names) {
       const h = manifest[name];
       if (this.#blobs.has(h)) values.set(h, this.#blobs.get(h));
-      else if (!this.#pendingBlobs.has(h) && !missing.includes(name)) missing.push(name);
+      else if (!this.#pendingBlobs.has(h)) missing.push(name);
     }
     if (missing.length) this.#fetchFields(entry, manifest, missing);
     // Take the promises now: each removes itself from pendingBlobs once
@@ -286,10 +286,6 @@ export class FrameStore {
   clear() {
     this.#manifests.clear();
     this.#blobs.clear();
-  }
-
-  get cachedBytes() {
-    return this.#blobs.bytes;
   }
 }
 

@@ -59,6 +59,8 @@ function sphere(detail) {
 const background = 0x1d232e;
 const selectionColor = 0xffd21f;
 const haloScale = 1.45;
+// The corners of an impostor quad, in units of its radius.
+const quadCorners = new Float32Array([-1, -1, 1, -1, 1, 1, -1, 1]);
 
 // SphereAtoms draws atoms as an InstancedMesh of icospheres.
 class SphereAtoms {
@@ -142,7 +144,7 @@ class ImpostorAtoms {
     const corner = new Float32Array(8 * cap);
     const index = new Uint32Array(6 * cap);
     for (let i = 0; i < cap; i++) {
-      corner.set([-1, -1, 1, -1, 1, 1, -1, 1], 8 * i);
+      corner.set(quadCorners, 8 * i);
       const v = 4 * i;
       index.set([v, v + 1, v + 2, v, v + 2, v + 3], 6 * i);
     }
@@ -160,11 +162,16 @@ class ImpostorAtoms {
 
   setPositions(positions, only = null, grow = 1) {
     const count = only ? only.length : this.radii.length;
+    const cap = this.capacity;
     this.allocate(count);
+    // Radii and colours are the object's own: for all atoms they need
+    // writing only into new buffers or with another scale (a subset, the
+    // halo, is small and written every time).
+    const shape = only || this.only || this.capacity !== cap || grow !== this.grow;
     const c = this.centers;
     const r = this.size;
     const t = this.tint;
-    const colors = this.colors;
+    const colors = shape ? this.colors : null;
     for (let k = 0; k < count; k++) {
       const i = only ? only[k] : k;
       const x = positions[3 * i];
@@ -174,7 +181,7 @@ class ImpostorAtoms {
       for (let v = 0; v < 4; v++) {
         const o = 3 * (4 * k + v);
         c[o] = x; c[o + 1] = y; c[o + 2] = z;
-        r[4 * k + v] = s;
+        if (shape) r[4 * k + v] = s;
         if (colors) {
           t[o] = colors[3 * i]; t[o + 1] = colors[3 * i + 1]; t[o + 2] = colors[3 * i + 2];
         }
@@ -182,8 +189,9 @@ class ImpostorAtoms {
     }
     const g = this.geometry;
     g.getAttribute("position").needsUpdate = true;
-    g.getAttribute("radius").needsUpdate = true;
-    g.getAttribute("atomColor").needsUpdate = true;
+    if (shape) g.getAttribute("radius").needsUpdate = true;
+    if (colors) g.getAttribute("atomColor").needsUpdate = true;
+    this.grow = grow;
     g.setDrawRange(0, 6 * count);
     this.count = count;
     this.positions = positions;
@@ -480,13 +488,6 @@ export class Viewer {
     if (!this.halo) {
       this.halo = this.detail < 0 ? new ImpostorAtoms(this.atomRadii, null, this.materials.impostorHalo) :
         new SphereAtoms(Math.min(this.detail, 2), this.atomRadii, null, this.materials.sphereHalo);
-      this.halo.object.renderOrder = 1;
-      this.scene.add(this.halo.object);
-    }
-    if (this.halo instanceof SphereAtoms && this.halo.mesh.instanceMatrix.count < sel.length) {
-      this.scene.remove(this.halo.object);
-      this.halo.dispose();
-      this.halo = new SphereAtoms(Math.min(this.detail, 2), this.atomRadii, null, this.materials.sphereHalo);
       this.halo.object.renderOrder = 1;
       this.scene.add(this.halo.object);
     }
